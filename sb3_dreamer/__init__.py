@@ -1,0 +1,15 @@
+"""sb3-dreamer: Dreamer world-model agents as Stable-Baselines3 algorithms."""
+
+import os
+
+from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.policies import DreamerPolicy
+from sb3_dreamer.dreamer_v2 import DreamerV2
+from sb3_dreamer.envs import register_envs
+
+register_envs()
+
+with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _file:
+    __version__ = _file.read().strip()
+
+__all__ = ["DreamerPolicy", "DreamerV2", "SequenceReplayBuffer", "__version__", "register_envs"]

@@ -1,0 +1,342 @@
+"""``Dreamer``: the Stable-Baselines3 glue shared by the Dreamer algorithms.
+
+It subclasses ``OffPolicyAlgorithm``: SB3's ``learn`` loop collects env steps (acting with the
+recurrent policy and storing rows in a :class:`SequenceReplayBuffer`), and every ``train_freq``
+env steps :meth:`Dreamer.train` runs ``gradient_steps`` Dreamer updates (world model, then
+actor and critic in imagination).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import zipfile
+from collections import defaultdict
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import open_path
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import update_learning_rate
+
+try:  # stable-baselines3 >= 2.6
+    from stable_baselines3.common.utils import FloatSchedule
+except ImportError:  # pragma: no cover
+    from stable_baselines3.common.utils import get_schedule_fn as FloatSchedule
+
+from sb3_dreamer.common.behavior import behavior_losses
+from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.networks import observation_parts
+from sb3_dreamer.common.policies import DreamerPolicy, LatentState, check_action_space, check_finite_observation
+
+SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+
+class Dreamer(OffPolicyAlgorithm):
+    """Shared implementation; see :class:`sb3_dreamer.DreamerV2` for the arguments and defaults."""
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "DreamerPolicy": DreamerPolicy,
+        "MlpPolicy": DreamerPolicy,
+        "CnnPolicy": DreamerPolicy,
+        "MultiInputPolicy": DreamerPolicy,
+    }
+    policy: DreamerPolicy
+    replay_buffer: SequenceReplayBuffer
+
+    def __init__(
+        self,
+        env: GymEnv | str | None = None,
+        policy: str | type[DreamerPolicy] = "DreamerPolicy",
+        learning_rate: float | Schedule = 2e-4,
+        actor_learning_rate: float | Schedule = 4e-5,
+        critic_learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 5_000,
+        batch_size: int = 50,
+        sequence_length: int = 50,
+        imagination_horizon: int = 15,
+        gamma: float = 0.99,
+        return_lambda: float = 0.95,
+        train_freq: int | tuple[int, str] = 10,
+        gradient_steps: int = 1,
+        kl_scale: float = 0.1,
+        kl_balance: float = 0.8,
+        free_nats: float = 0.0,
+        discount_scale: float = 5.0,
+        reward_scale: float = 1.0,
+        entropy_coef: float = 1e-3,
+        actor_grad_mix: float | None = None,
+        target_update_interval: int = 100,
+        max_grad_norm: float = 100.0,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        # Accept SB3's positional order too: Dreamer("MlpPolicy", env).
+        if (isinstance(env, str) and env in self.policy_aliases) or (
+            isinstance(env, type) and issubclass(env, BasePolicy)
+        ):
+            env, policy = policy, env  # type: ignore[assignment]
+        if env is None and _init_setup_model:
+            raise ValueError(f"{type(self).__name__} needs an environment (an env id, a gymnasium Env or a VecEnv).")
+        super().__init__(
+            policy=policy,
+            env=env,  # type: ignore[arg-type]
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+            sde_support=False,
+            supported_action_spaces=(spaces.Discrete, spaces.Box),
+        )
+        self.actor_learning_rate = actor_learning_rate
+        self.critic_learning_rate = critic_learning_rate
+        self.sequence_length = sequence_length
+        self.imagination_horizon = imagination_horizon
+        self.return_lambda = return_lambda
+        self.kl_scale = kl_scale
+        self.kl_balance = kl_balance
+        self.free_nats = free_nats
+        self.discount_scale = discount_scale
+        self.reward_scale = reward_scale
+        self.entropy_coef = entropy_coef
+        self.actor_grad_mix = actor_grad_mix
+        self.target_update_interval = target_update_interval
+        self.max_grad_norm = max_grad_norm
+        self._sb3_dreamer_algorithm = type(self).__name__  # checked on load
+        self._last_latent: LatentState | None = None
+        if getattr(self, "observation_space", None) is not None:  # fail at construction, naming the space
+            observation_parts(self.observation_space, (policy_kwargs or {}).get("channels_last"))
+            check_action_space(self.action_space)
+        if _init_setup_model:
+            self._setup_model()
+
+    # -- setup --------------------------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):  # type: ignore[arg-type]
+            raise TypeError(f"Dreamer needs a SequenceReplayBuffer, got {self.replay_buffer_class}.")
+        self._setup_lr_schedule()
+        self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
+        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.policy_kwargs.update(actor_lr=self.actor_lr_schedule(1.0), critic_lr=self.critic_lr_schedule(1.0))
+        super()._setup_model()
+        if self.actor_grad_mix is None:  # DreamerV2 "auto": REINFORCE for Discrete, dynamics for Box
+            self.actor_grad_mix = 1.0 if isinstance(self.action_space, spaces.Discrete) else 0.0
+        self._last_latent = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_latent", "actor_lr_schedule", "critic_lr_schedule"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.wm_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset)
+        self._last_latent = None
+
+    # -- acting -------------------------------------------------------------------------------------
+    def _sample_action(
+        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Act with the recurrent policy (sampling from the actor); before ``learning_starts``
+        act uniformly at random but still filter the observations, so the latent state and its
+        previous action stay consistent when the policy takes over."""
+        assert self._last_obs is not None, "self._last_obs was not set"
+        policy = self.policy
+        policy.set_training_mode(False)
+        if self._last_latent is None or len(self._last_latent[0]) != n_envs:
+            self._last_latent = policy.initial_state(n_envs)
+        obs_tensor, _ = policy.obs_to_tensor(self._last_obs)
+        starts = th.as_tensor(np.asarray(self._last_episode_starts, dtype=np.float32), device=self.device)
+        forced = None
+        if self.num_timesteps < learning_starts:
+            random_action = np.array([self.action_space.sample() for _ in range(n_envs)])
+            forced = policy.action_to_tensor(policy.to_buffer_action(random_action))
+        action, self._last_latent = policy.step(
+            obs_tensor, self._last_latent, starts, deterministic=False, action=forced
+        )
+        env_action = policy.to_env_action(action)
+        return env_action, policy.to_buffer_action(env_action)
+
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """Store the step as Dreamer rows and remember which envs start a new episode."""
+        if not np.isfinite(reward).all():
+            raise ValueError(f"The environment returned a non-finite reward (NaN or inf): {reward}.")
+        check_finite_observation(new_obs)
+        next_obs = {k: v.copy() for k, v in new_obs.items()} if isinstance(new_obs, dict) else new_obs.copy()
+        for i, done in enumerate(dones):
+            if done and infos[i].get("terminal_observation") is not None:
+                terminal = infos[i]["terminal_observation"]
+                check_finite_observation(terminal)
+                if isinstance(next_obs, dict):
+                    for key in next_obs:
+                        next_obs[key][i] = terminal[key]
+                else:
+                    next_obs[i] = terminal
+        replay_buffer.add(  # type: ignore[call-arg]
+            self._last_obs, next_obs, buffer_action, reward, dones, infos, episode_start=self._last_episode_starts
+        )
+        self._last_obs = new_obs
+        self._last_episode_starts = dones
+
+    # -- training -----------------------------------------------------------------------------------
+    def _update_learning_rate(self, optimizers: Any) -> None:  # type: ignore[override]
+        progress = self._current_progress_remaining
+        policy = self.policy
+        self.logger.record("train/learning_rate", self.lr_schedule(progress))
+        update_learning_rate(policy.wm_optimizer, self.lr_schedule(progress))
+        update_learning_rate(policy.actor_optimizer, self.actor_lr_schedule(progress))
+        update_learning_rate(policy.critic_optimizer, self.critic_lr_schedule(progress))
+
+    def _optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer, module: th.nn.Module, name: str) -> th.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        try:
+            norm = th.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm, error_if_nonfinite=True)
+        except RuntimeError as error:
+            raise ValueError(
+                f"Non-finite {name} gradient (loss {loss.item():.4g}); the update was not applied. "
+                "Check the environment's observations and rewards for extreme values."
+            ) from error
+        optimizer.step()
+        return norm
+
+    def train(self, gradient_steps: int, batch_size: int = 50) -> None:
+        if not self.replay_buffer.can_sample(self.sequence_length):
+            return
+        policy = self.policy
+        policy.set_training_mode(True)
+        self._update_learning_rate(None)
+        sums: dict[str, th.Tensor] = defaultdict(lambda: th.zeros((), device=self.device))
+        for _ in range(gradient_steps):
+            metrics = self.train_step(self.replay_buffer.sample_sequences(batch_size, self.sequence_length))
+            for key, value in metrics.items():
+                sums[key] = sums[key] + value
+            self._n_updates += 1
+            if self._n_updates % self.target_update_interval == 0:
+                policy.update_target_critic()
+        for key, value in sums.items():
+            self.logger.record(f"train/{key}", (value / gradient_steps).item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def train_step(self, batch: Any) -> dict[str, th.Tensor]:
+        """One Dreamer update: the world model on ``batch``, then actor and critic in imagination."""
+        policy = self.policy
+        wm = policy.world_model
+        model_loss, posterior, metrics = wm.loss(
+            batch, self.kl_scale, self.kl_balance, self.free_nats, self.discount_scale, self.reward_scale
+        )
+        metrics["model_grad_norm"] = self._optimize(model_loss, policy.wm_optimizer, wm, "world-model")
+        actor_loss, critic_loss, behavior_metrics = behavior_losses(
+            wm,
+            policy.actor,
+            policy.critic,
+            policy.target_critic,
+            posterior,
+            batch.is_terminal,
+            self.imagination_horizon,
+            self.gamma,
+            self.return_lambda,
+            float(self.actor_grad_mix),
+            self.entropy_coef,  # type: ignore[arg-type]
+        )
+        metrics.update(behavior_metrics)
+        metrics["actor_grad_norm"] = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor")
+        metrics["critic_grad_norm"] = self._optimize(critic_loss, policy.critic_optimizer, policy.critic, "critic")
+        return metrics
+
+    # -- saving -------------------------------------------------------------------------------------
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfDreamer],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfDreamer:
+        """Load a model saved by :meth:`save`; raises ``ValueError`` naming the file if it is not
+        a zip, has no ``data`` member, or was saved by another algorithm."""
+        check_saved_model(path, cls.__name__)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
+    def learn(
+        self: SelfDreamer,
+        total_timesteps: int | float,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDreamer:
+        return super().learn(
+            total_timesteps=int(total_timesteps),
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name or type(self).__name__,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+
+def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str) -> None:
+    """Check that ``path`` is an SB3 zip saved by ``algorithm`` before SB3 unpickles anything."""
+    name = getattr(path, "name", path)
+    try:
+        file = open_path(path, "r", verbose=0, suffix="zip")  # type: ignore[arg-type]
+    except FileNotFoundError:
+        raise
+    start = file.tell() if file.seekable() else None
+    try:
+        with zipfile.ZipFile(file) as archive:
+            if "data" not in archive.namelist():
+                raise ValueError(f"{name} is not a saved Stable-Baselines3 model: it has no 'data' member.")
+            data = json.loads(archive.read("data").decode())
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{name} is not a valid zip file (corrupted or truncated?): {error}") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} has a corrupted 'data' member: {error}") from error
+    finally:
+        if start is not None:
+            file.seek(start)
+        if not isinstance(path, io.BufferedIOBase):
+            file.close()
+    saved_by = data.get("_sb3_dreamer_algorithm")
+    if saved_by != algorithm:
+        what = f"by sb3_dreamer's {saved_by}" if saved_by else "by another algorithm or package"
+        raise ValueError(f"{name} was saved {what}, not by {algorithm}; load it with the class that saved it.")

@@ -1,0 +1,180 @@
+"""Behaviour learning in imagination (DreamerV2 paper, Section 2.2; seed 000, "Behaviour Learning").
+
+Time convention used throughout (the corrected one of shared/research pitfall 2, as in DreamerV3):
+imagined state ``s_t`` is reached by action ``a_{t-1}``; the reward and continue heads evaluated
+at ``s_{t+1}`` give ``r_{t+1}`` and ``c_{t+1}``; so
+
+    V^lambda_t = r_{t+1} + gamma c_{t+1} ((1 - lambda) v(s_{t+1}) + lambda V^lambda_{t+1}),
+    V^lambda_H = v(s_H)                                          (paper Eq. 4)
+
+and the loss of step ``t`` is weighted by ``gamma^t prod_{k<=t} c_k``, with ``c_0`` the *real*
+``1 - is_terminal`` of the posterior state the imagination started from (pitfall 5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch as th
+from torch import nn
+
+from sb3_dreamer.common.distributions import (
+    TanhGaussian,
+    categorical_entropy,
+    categorical_log_prob,
+    mode_one_hot,
+    sample_one_hot,
+    straight_through,
+)
+from sb3_dreamer.common.networks import mlp
+from sb3_dreamer.common.rssm import RSSM, RSSMState
+
+
+class Actor(nn.Module):
+    """p_psi(a_t | z^_t): a categorical over one-hot actions (Discrete) or a tanh-squashed
+    Gaussian in [-1, 1] (Box; DreamerV1's bounded action distribution)."""
+
+    def __init__(
+        self,
+        feat_dim: int,
+        action_dim: int,
+        discrete: bool,
+        layers: int,
+        units: int,
+        init_std: float = 5.0,
+        min_std: float = 1e-4,
+        mean_scale: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.discrete = discrete
+        self.action_dim = action_dim
+        self.net = mlp(feat_dim, action_dim if discrete else 2 * action_dim, layers, units)
+        self._raw_init_std = math.log(math.exp(init_std) - 1.0)
+        self.min_std, self.mean_scale = min_std, mean_scale
+
+    def gaussian(self, feat: th.Tensor) -> TanhGaussian:
+        mean, std = self.net(feat).chunk(2, -1)
+        mean = self.mean_scale * th.tanh(mean / self.mean_scale)
+        std = nn.functional.softplus(std + self._raw_init_std) + self.min_std
+        return TanhGaussian(mean, std)
+
+    def act(self, feat: th.Tensor, deterministic: bool = False) -> th.Tensor:
+        """An action for ``feat``: straight-through one-hot (Discrete) or reparameterised (Box)."""
+        if self.discrete:
+            logits = self.net(feat)
+            one_hot = mode_one_hot(logits) if deterministic else sample_one_hot(logits)
+            return straight_through(one_hot, logits)
+        dist = self.gaussian(feat)
+        return dist.mode() if deterministic else dist.rsample()
+
+    def log_prob_entropy(self, feat: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(ln p(action | feat), entropy H[a | feat]); the entropy of the squashed Gaussian is the
+        one-sample estimate ``-ln p(action)``."""
+        if self.discrete:
+            logits = self.net(feat)
+            return categorical_log_prob(logits, action), categorical_entropy(logits)
+        log_prob = self.gaussian(feat).log_prob(action)
+        return log_prob, -log_prob
+
+
+def critic_net(feat_dim: int, layers: int, units: int) -> nn.Module:
+    """v_xi(z^_t): a deterministic value (the mean of a unit Gaussian)."""
+    return mlp(feat_dim, 1, layers, units)
+
+
+def lambda_return(rewards: th.Tensor, values: th.Tensor, discounts: th.Tensor, lambda_: float) -> th.Tensor:
+    """lambda-returns (paper Eq. 4), time-major ``(H, ...)``.
+
+    ``rewards[t] = r_{t+1}``, ``values[t] = v(s_{t+1})``, ``discounts[t] = gamma c_{t+1}``:
+
+        R_t = rewards[t] + discounts[t] * ((1 - lambda) values[t] + lambda R_{t+1}),  R_H = values[H-1]
+    """
+    returns = []
+    last = values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        last = rewards[t] + discounts[t] * ((1.0 - lambda_) * values[t] + lambda_ * last)
+        returns.append(last)
+    return th.stack(returns[::-1], 0)
+
+
+@contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Let gradients flow *through* ``modules`` without computing gradients *for* their parameters."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[th.Tensor, th.Tensor]:
+    """Roll the prior forward ``horizon`` steps from ``start`` (flat ``(N, ...)``), acting with ``actor``.
+
+    :return: (features ``(H+1, N, F)`` of s_0..s_H, actions ``(H, N, A)`` with a_t taken in s_t)
+    """
+    state = start
+    feats, actions = [state.feat], []
+    for _ in range(horizon):
+        action = actor.act(feats[-1].detach())  # the policy sees sg(state): its gradient is REINFORCE/dynamics only
+        state = rssm.img_step(state, action)
+        feats.append(state.feat)
+        actions.append(action)
+    return th.stack(feats, 0), th.stack(actions, 0)
+
+
+def behavior_losses(
+    world_model: nn.Module,
+    actor: Actor,
+    critic: nn.Module,
+    target_critic: nn.Module,
+    posterior: RSSMState,
+    is_terminal: th.Tensor,
+    horizon: int,
+    gamma: float,
+    lambda_: float,
+    actor_grad_mix: float,
+    entropy_coef: float,
+) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+    """Actor loss (paper Eq. 6) and critic loss (paper Eq. 5) from imagination started at every
+    posterior state, with the world model frozen.
+
+    ``actor_grad_mix`` is rho: 1 = REINFORCE (Discrete), 0 = dynamics backpropagation (Box).
+    """
+    start = RSSMState(*(x.detach().flatten(0, 1) for x in posterior))
+    reinforce_only = actor_grad_mix == 1.0
+    with frozen(world_model, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
+        feats, actions = imagine(world_model.rssm, actor, start, horizon)
+        rewards = world_model.reward(feats[1:])  # r_{t+1}
+        continues = world_model.continue_prob(feats[1:])  # c_{t+1}
+        values = target_critic(feats[1:]).squeeze(-1)  # v(s_{t+1}) from the target network
+        returns = lambda_return(rewards, values, gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
+    with th.no_grad():
+        first = (1.0 - is_terminal.flatten()).unsqueeze(0)  # c_0: real continuation of the start state
+        cont = th.cat([first, continues[:-1].detach()], 0)
+        weights = th.cumprod(gamma * cont, 0) / gamma  # gamma^t prod_{k<=t} c_k
+        baseline = target_critic(feats[:-1]).squeeze(-1)
+    policy_feats = feats[:-1].detach()
+    log_prob, entropy = actor.log_prob_entropy(policy_feats, actions.detach())
+    advantage = (returns - baseline).detach()
+    # Eq. 6: -rho ln p(a_t) sg(V^lambda_t - v(z_t)) - (1 - rho) V^lambda_t - eta H[a_t | z_t]
+    objective = actor_grad_mix * log_prob * advantage + entropy_coef * entropy
+    if not reinforce_only:
+        objective = objective + (1.0 - actor_grad_mix) * returns
+    actor_loss = -(weights * objective).mean()
+    # Eq. 5: 1/2 (v(z_t) - sg(V^lambda_t))^2
+    value_pred = critic(policy_feats).squeeze(-1)
+    critic_loss = (weights * 0.5 * (value_pred - returns.detach()) ** 2).mean()
+    metrics = {
+        "actor_loss": actor_loss.detach(),
+        "critic_loss": critic_loss.detach(),
+        "actor_entropy": entropy.detach().mean(),
+        "imagined_return": returns[0].detach().mean(),
+        "imagined_reward": rewards.detach().mean(),
+        "value": value_pred.detach().mean(),
+    }
+    return actor_loss, critic_loss, metrics

@@ -1,0 +1,251 @@
+"""Network building blocks: MLPs, the layer-normalised GRU cell, and encoders/decoders chosen
+from the observation space (a CNN for images of any size from 5x5 up, an MLP for vectors, both
+for ``Dict`` spaces)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from torch import nn
+
+from sb3_dreamer.common.distributions import bernoulli_nll, unit_gaussian_nll
+
+#: Key under which a non-Dict observation is stored.
+OBS_KEY = "obs"
+#: The smallest image side the CNN accepts.
+MIN_IMAGE_SIZE = 5
+
+
+def init_weights(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases, the initialisation of the TensorFlow originals."""
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def mlp(in_dim: int, out_dim: int, layers: int, units: int, act: type[nn.Module] = nn.ELU) -> nn.Sequential:
+    """``layers`` hidden layers of ``units`` with ``act``, then a linear output of ``out_dim``."""
+    modules: list[nn.Module] = []
+    for _ in range(layers):
+        modules += [nn.Linear(in_dim, units), act()]
+        in_dim = units
+    modules.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*modules)
+
+
+class GRUCell(nn.Module):
+    """The GRU of DreamerV2's RSSM: one fused linear layer over ``[input, state]``, LayerNorm on
+    the gate pre-activations, and an update gate biased towards keeping the state (``- 1``)."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
+        self.norm = nn.LayerNorm(3 * hidden_size)
+
+    def forward(self, x: th.Tensor, h: th.Tensor) -> th.Tensor:
+        parts = self.norm(self.linear(th.cat([x, h], -1)))
+        reset, cand, update = parts.chunk(3, -1)
+        reset = th.sigmoid(reset)
+        cand = th.tanh(reset * cand)
+        update = th.sigmoid(update - 1.0)
+        return update * cand + (1.0 - update) * h
+
+
+@dataclass(frozen=True)
+class ObsPart:
+    """How one observation entry is read: an image (``C, H, W`` after layout handling) or a vector."""
+
+    key: str
+    is_image: bool
+    shape: tuple[int, ...]  # (C, H, W) for images, (D,) for vectors
+    channels_last: bool
+    dtype: str  # "bool", "uint8" or "float"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def _dtype_kind(space: spaces.Box) -> str:
+    if space.dtype == np.bool_:
+        return "bool"
+    if space.dtype == np.uint8:
+        return "uint8"
+    return "float"
+
+
+def _box_part(key: str, space: spaces.Space, channels_last: bool | None) -> ObsPart:
+    if not isinstance(space, spaces.Box):
+        where = "" if key == OBS_KEY else f" (Dict key {key!r})"
+        raise TypeError(
+            f"Dreamer supports Box (image or vector) observations and Dict spaces of them, but got {space}{where}."
+        )
+    shape = tuple(int(s) for s in space.shape)
+    kind = _dtype_kind(space)
+    if len(shape) == 2 and kind == "uint8":  # a greyscale image without a channel axis
+        shape = (*shape, 1)
+        channels_last = True
+    if len(shape) == 3:
+        if channels_last is None:
+            if is_image_space(space, check_channels=False):
+                channels_last = not is_image_space_channels_first(space)  # type: ignore[arg-type]
+            else:  # MinAtar-like planes: channels last unless the first axis is clearly the smallest
+                channels_last = shape[-1] <= shape[0]
+        c, h, w = (shape[2], shape[0], shape[1]) if channels_last else shape
+        if min(h, w) < MIN_IMAGE_SIZE:
+            raise TypeError(
+                f"Image observation {space} has a side of {min(h, w)} pixels; the CNN encoder "
+                f"needs at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}."
+            )
+        return ObsPart(key, True, (c, h, w), bool(channels_last), kind)
+    if len(shape) in (1, 2) or (len(shape) == 0):
+        return ObsPart(key, False, (int(np.prod(shape)),), False, kind)
+    raise TypeError(f"Box observation {space} with {len(shape)} dimensions is not supported (1 to 3).")
+
+
+def observation_parts(space: spaces.Space, channels_last: bool | None = None) -> list[ObsPart]:
+    """Analyse an observation space; raises ``TypeError`` naming any unsupported space."""
+    if isinstance(space, spaces.Dict):
+        if len(space.spaces) == 0:
+            raise TypeError("Empty Dict observation space is not supported.")
+        return [_box_part(key, sub, channels_last) for key, sub in space.spaces.items()]
+    return [_box_part(OBS_KEY, space, channels_last)]
+
+
+def as_obs_dict(obs: th.Tensor | Mapping[str, th.Tensor]) -> Mapping[str, th.Tensor]:
+    return obs if isinstance(obs, Mapping) else {OBS_KEY: obs}
+
+
+def preprocess(part: ObsPart, x: th.Tensor, batch_dims: int) -> th.Tensor:
+    """Raw observation (native dtype, native layout) -> float network input.
+
+    Images become ``(..., C, H, W)``: bool planes as 0/1, uint8 pixels scaled to [-0.5, 0.5]
+    (DreamerV2), floats unchanged. Vectors are flattened floats.
+    """
+    lead = x.shape[:batch_dims]
+    if part.is_image:
+        x = x.reshape(*lead, *(part.shape[1:] + part.shape[:1] if part.channels_last else part.shape))
+        if part.channels_last:
+            x = x.movedim(-1, -3)
+    else:
+        x = x.reshape(*lead, part.size)
+    x = x.float()
+    if part.dtype == "uint8":
+        x = x / 255.0 - 0.5
+    return x
+
+
+def _stages(h: int, w: int) -> list[tuple[int, int]]:
+    """Spatial sizes after each stride-2 stage: halve while the short side is 8 or more (at most 4 stages)."""
+    sizes = [(h, w)]
+    while min(sizes[-1]) >= 8 and len(sizes) <= 4:
+        sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
+    return sizes
+
+
+class ConvEncoder(nn.Module):
+    """A 3x3 stride-1 convolution, then 4x4 stride-2 stages until the image is at most 7 pixels
+    on its short side (10x10 MinAtar: one stage to 5x5; 64x64: four stages to 4x4)."""
+
+    def __init__(self, channels: int, height: int, width: int, depth: int) -> None:
+        super().__init__()
+        self.sizes = _stages(height, width)
+        self.channels = [depth * min(2**i, 8) for i in range(len(self.sizes))]
+        layers: list[nn.Module] = [nn.Conv2d(channels, self.channels[0], 3, 1, 1), nn.ELU()]
+        for c_in, c_out in zip(self.channels[:-1], self.channels[1:], strict=False):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ELU()]
+        self.net = nn.Sequential(*layers)
+        self.out_dim = self.channels[-1] * self.sizes[-1][0] * self.sizes[-1][1]
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        lead = x.shape[:-3]
+        return self.net(x.reshape(-1, *x.shape[-3:])).reshape(*lead, self.out_dim)
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: features -> ``(C, H, W)`` image parameters."""
+
+    def __init__(self, in_dim: int, encoder: ConvEncoder, out_channels: int) -> None:
+        super().__init__()
+        sizes, chans = encoder.sizes, encoder.channels
+        self.start = (chans[-1], *sizes[-1])
+        self.linear = nn.Linear(in_dim, int(np.prod(self.start)))
+        layers: list[nn.Module] = [nn.ELU()]
+        for i in range(len(sizes) - 1, 0, -1):
+            (h_out, w_out), (h_in, w_in) = sizes[i - 1], sizes[i]
+            pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: restores odd sizes exactly
+            layers += [nn.ConvTranspose2d(chans[i], chans[i - 1], 4, 2, 1, output_padding=pad), nn.ELU()]
+        layers.append(nn.Conv2d(chans[0], out_channels, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feat: th.Tensor) -> th.Tensor:
+        lead = feat.shape[:-1]
+        x = self.linear(feat).reshape(-1, *self.start)
+        x = self.net(x)
+        return x.reshape(*lead, *x.shape[1:])
+
+
+class ObservationEncoder(nn.Module):
+    """Embeds a (possibly Dict) observation: one CNN per image entry, one MLP over all vectors."""
+
+    def __init__(self, parts: list[ObsPart], cnn_depth: int, mlp_layers: int, mlp_units: int) -> None:
+        super().__init__()
+        self.parts = parts
+        self.cnns = nn.ModuleDict({p.key: ConvEncoder(*p.shape, depth=cnn_depth) for p in parts if p.is_image})
+        self.vector_keys = [p.key for p in parts if not p.is_image]
+        vec_dim = sum(p.size for p in parts if not p.is_image)
+        self.mlp = mlp(vec_dim, mlp_units, mlp_layers - 1, mlp_units) if vec_dim else None
+        self.out_dim = sum(c.out_dim for c in self.cnns.values()) + (mlp_units if vec_dim else 0)
+
+    def forward(self, inputs: Mapping[str, th.Tensor]) -> th.Tensor:
+        """``inputs``: preprocessed float tensors by key."""
+        embeds = [cnn(inputs[key]) for key, cnn in self.cnns.items()]
+        if self.mlp is not None:
+            vec = th.cat([inputs[k] for k in self.vector_keys], -1)
+            embeds.append(th.nn.functional.elu(self.mlp(vec)))
+        return th.cat(embeds, -1) if len(embeds) > 1 else embeds[0]
+
+
+class ObservationDecoder(nn.Module):
+    """Reconstructs every observation entry from the model state (the image predictor of
+    DreamerV2: ``p(x_t | h_t, z_t)``).
+
+    Likelihoods: bool entries are Bernoulli (binary planes such as MinAtar's), all others a
+    unit-variance Gaussian (DreamerV2's image and vector predictors).
+    """
+
+    def __init__(self, feat_dim: int, encoder: ObservationEncoder, mlp_layers: int, mlp_units: int) -> None:
+        super().__init__()
+        self.parts = encoder.parts
+        self.cnns = nn.ModuleDict(
+            {p.key: ConvDecoder(feat_dim, encoder.cnns[p.key], p.shape[0]) for p in self.parts if p.is_image}
+        )
+        self.vector_parts = [p for p in self.parts if not p.is_image]
+        vec_dim = sum(p.size for p in self.vector_parts)
+        self.mlp = mlp(feat_dim, vec_dim, mlp_layers, mlp_units) if vec_dim else None
+
+    def forward(self, feat: th.Tensor) -> dict[str, th.Tensor]:
+        out = {key: cnn(feat) for key, cnn in self.cnns.items()}
+        if self.mlp is not None:
+            sizes = [p.size for p in self.vector_parts]
+            for part, value in zip(self.vector_parts, self.mlp(feat).split(sizes, -1), strict=False):
+                out[part.key] = value
+        return out
+
+    def nll(self, feat: th.Tensor, targets: Mapping[str, th.Tensor]) -> th.Tensor:
+        """-log p(x | h, z) summed over each observation's dimensions and over entries."""
+        params = self(feat)
+        total = th.zeros((), device=feat.device)
+        for part in self.parts:
+            pred, target = params[part.key], targets[part.key]
+            elementwise = bernoulli_nll(pred, target) if part.dtype == "bool" else unit_gaussian_nll(pred, target)
+            dims = tuple(range(-len(part.shape), 0)) if part.is_image else (-1,)
+            total = total + elementwise.sum(dims)
+        return total

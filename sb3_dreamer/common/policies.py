@@ -1,0 +1,247 @@
+"""``DreamerPolicy``: one SB3 policy object that owns the world model, the actor, the critic, the
+target critic and their three optimizers, so ``save``/``load`` carry all of them.
+
+Acting follows sb3-contrib's ``RecurrentPPO`` contract: ``predict(obs, state, episode_start,
+deterministic) -> (actions, state)``, where ``state = (h, z, a_prev)`` as numpy arrays with one
+row per environment, reset to zeros where ``episode_start`` is set.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+
+from sb3_dreamer.common.behavior import Actor, critic_net
+from sb3_dreamer.common.networks import as_obs_dict, init_weights, observation_parts
+from sb3_dreamer.common.rssm import RSSMState
+from sb3_dreamer.common.world_model import WorldModel
+
+#: The recurrent state threaded through ``predict``: (h, z, previous action), one row per env.
+LatentState = tuple[th.Tensor, th.Tensor, th.Tensor]
+
+
+def check_action_space(action_space: spaces.Space) -> None:
+    if isinstance(action_space, spaces.Discrete):
+        return
+    if (
+        isinstance(action_space, spaces.Box)
+        and np.all(np.isfinite(action_space.low))
+        and np.all(np.isfinite(action_space.high))
+    ):
+        return
+    raise TypeError(f"Dreamer supports Discrete and bounded Box action spaces, but got {action_space}.")
+
+
+class DreamerPolicy(BasePolicy):
+    """World model + actor-critic of Dreamer.
+
+    :param observation_space: Box (image or vector) or Dict of Box
+    :param action_space: Discrete or bounded Box
+    :param lr_schedule: Learning-rate schedule of the world model
+    :param actor_lr: Initial learning rate of the actor
+    :param critic_lr: Initial learning rate of the critic
+    :param deter_size: Size of the GRU state h
+    :param hidden_size: Width of the RSSM's hidden layers
+    :param stoch_size: Number of categorical latent variables in z
+    :param classes: Classes per latent variable
+    :param mlp_layers: Hidden layers of every MLP (vector encoder/decoder, heads, actor, critic)
+    :param mlp_units: Width of every MLP
+    :param cnn_depth: Channels of the first convolution (doubled at each stride-2 stage, up to 8x)
+    :param channels_last: Layout of 3-D image observations; ``None`` infers it (see docs)
+    :param optimizer_class: Optimizer of all three parts
+    :param optimizer_kwargs: Extra optimizer arguments
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        actor_lr: float = 4e-5,
+        critic_lr: float = 1e-4,
+        deter_size: int = 200,
+        hidden_size: int = 200,
+        stoch_size: int = 32,
+        classes: int = 32,
+        mlp_layers: int = 3,
+        mlp_units: int = 200,
+        cnn_depth: int = 32,
+        channels_last: bool | None = None,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {"eps": 1e-5, "weight_decay": 1e-6}
+        super().__init__(
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=False,  # the world model scales pixels itself
+        )
+        check_action_space(action_space)
+        self.parts = observation_parts(observation_space, channels_last)
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        self.action_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))  # type: ignore[attr-defined]
+        self.net_args = dict(
+            deter_size=deter_size,
+            hidden_size=hidden_size,
+            stoch_size=stoch_size,
+            classes=classes,
+            mlp_layers=mlp_layers,
+            mlp_units=mlp_units,
+            cnn_depth=cnn_depth,
+        )
+        self.channels_last = channels_last
+        self.actor_lr, self.critic_lr = actor_lr, critic_lr
+        self._build(lr_schedule)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        args = self.net_args
+        self.world_model = WorldModel(self.parts, self.action_dim, **args)
+        feat_dim = self.world_model.rssm.feat_dim
+        self.actor = Actor(feat_dim, self.action_dim, self.discrete, args["mlp_layers"], args["mlp_units"])
+        self.critic = critic_net(feat_dim, args["mlp_layers"], args["mlp_units"])
+        self.apply(init_weights)
+        self.target_critic = copy.deepcopy(self.critic)
+        self.target_critic.requires_grad_(False)
+        opt = self.optimizer_class
+        self.wm_optimizer = opt(self.world_model.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.actor_optimizer = opt(self.actor.parameters(), lr=self.actor_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = opt(self.critic.parameters(), lr=self.critic_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            self.net_args,
+            lr_schedule=self._dummy_schedule,
+            actor_lr=self.actor_lr,
+            critic_lr=self.critic_lr,
+            channels_last=self.channels_last,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+        )
+        return data
+
+    def update_target_critic(self) -> None:
+        """Hard copy of the critic into the target critic (DreamerV2: every 100 gradient steps)."""
+        self.target_critic.load_state_dict(self.critic.state_dict())
+
+    def set_training_mode(self, mode: bool) -> None:
+        self.world_model.train(mode)
+        self.actor.train(mode)
+        self.critic.train(mode)
+        self.training = mode
+
+    # -- acting -----------------------------------------------------------------------------------
+    def initial_state(self, n_envs: int) -> LatentState:
+        rssm = self.world_model.rssm
+        return (
+            th.zeros(n_envs, rssm.deter_size, device=self.device),
+            th.zeros(n_envs, rssm.stoch_dim, device=self.device),
+            th.zeros(n_envs, self.action_dim, device=self.device),
+        )
+
+    def to_buffer_action(self, action: np.ndarray) -> np.ndarray:
+        """Env action -> buffer format: the index (Discrete) or the action rescaled to [-1, 1] (Box)."""
+        if self.discrete:
+            return np.asarray(action).reshape(-1, 1)
+        return self.scale_action(np.asarray(action)).reshape(len(action), -1).astype(np.float32)
+
+    def to_env_action(self, action: th.Tensor) -> np.ndarray:
+        """The actor's action -> env action (index for Discrete, rescaled to the bounds for Box)."""
+        if self.discrete:
+            return action.argmax(-1).cpu().numpy()
+        low, high = self.action_space.low, self.action_space.high  # type: ignore[attr-defined]
+        action_np = action.cpu().numpy().reshape(-1, *self.action_space.shape)  # type: ignore[misc]
+        return np.clip(low + (action_np + 1.0) * 0.5 * (high - low), low, high)
+
+    def action_to_tensor(self, buffer_action: np.ndarray) -> th.Tensor:
+        """Buffer-format action (index or [-1, 1]) -> the actor's format (one-hot or [-1, 1])."""
+        action = th.as_tensor(buffer_action, device=self.device)
+        if self.discrete:
+            return th.nn.functional.one_hot(action.long().reshape(-1), self.action_dim).float()
+        return action.float().reshape(-1, self.action_dim)
+
+    @th.no_grad()
+    def step(
+        self,
+        observation: PyTorchObs,
+        state: LatentState,
+        episode_start: th.Tensor,
+        deterministic: bool = False,
+        action: th.Tensor | None = None,
+    ) -> tuple[th.Tensor, LatentState]:
+        """Filter one observation into the latent state and choose an action.
+
+        ``state`` holds (h_{t-1}, z_{t-1}, a_{t-1}); it is zeroed where ``episode_start``.
+        ``deterministic`` uses the mode of the posterior and of the actor (so repeated calls and
+        saved/loaded models give identical actions). If ``action`` is given (random warm-up
+        actions), it is used instead of the actor's and stored as the next previous action.
+        """
+        wm = self.world_model
+        embed = wm.embed(as_obs_dict(observation), 1)
+        deter, stoch, prev_action = state
+        prev = RSSMState(deter, stoch, stoch.new_zeros(len(stoch), wm.rssm.stoch_size, wm.rssm.classes))
+        post = wm.rssm.obs_step(prev, prev_action, embed, episode_start, sample=not deterministic)
+        if action is None:
+            action = self.actor.act(post.feat, deterministic)
+        return action, (post.deter, post.stoch, action)
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Get the action for ``observation`` and the next recurrent state (sb3-contrib's
+        ``RecurrentPPO`` contract, so ``evaluate_policy`` and ``EvalCallback`` work unchanged).
+
+        :param observation: One observation or a batch of them (one per env)
+        :param state: The last returned state, or ``None`` at the start
+        :param episode_start: Which envs start a new episode (their state is reset)
+        :param deterministic: Use the modes instead of sampling
+        :return: (actions, next state as a tuple of numpy arrays)
+        """
+        self.set_training_mode(False)
+        check_finite_observation(observation)
+        obs_tensor, vectorized_env = self.obs_to_tensor(observation)
+        n_envs = len(next(iter(as_obs_dict(obs_tensor).values())))
+        if state is None:
+            latent = self.initial_state(n_envs)
+        else:
+            latent = tuple(
+                th.as_tensor(np.asarray(s), dtype=th.float32, device=self.device).reshape(n_envs, -1) for s in state
+            )  # type: ignore[assignment]
+        if episode_start is None:
+            episode_start = np.zeros(n_envs, dtype=bool) if state is not None else np.ones(n_envs, dtype=bool)
+        starts = th.as_tensor(np.asarray(episode_start, dtype=np.float32).reshape(n_envs), device=self.device)
+        action, new_latent = self.step(obs_tensor, latent, starts, deterministic)
+        actions = self.to_env_action(action)
+        new_state = tuple(s.cpu().numpy() for s in new_latent)
+        if not vectorized_env:
+            actions = actions.squeeze(axis=0)
+        return actions, new_state
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        """Single-step prediction from a fresh state (no memory): use :meth:`predict` with ``state``."""
+        n_envs = len(next(iter(as_obs_dict(observation).values())))
+        ones = th.ones(n_envs, device=self.device)
+        action, _ = self.step(observation, self.initial_state(n_envs), ones, deterministic)
+        return th.as_tensor(self.to_env_action(action), device=self.device)
+
+
+def check_finite_observation(observation: Any, what: str = "observation") -> None:
+    """Raise ``ValueError`` if a float observation holds NaN or inf."""
+    values = observation.values() if isinstance(observation, dict) else [observation]
+    for value in values:
+        array = np.asarray(value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(f"Dreamer got a non-finite {what} (NaN or inf): {array.flatten()[:8]}...")

@@ -1,0 +1,125 @@
+"""The Recurrent State-Space Model of DreamerV2 (seed 000, "Learning The World Model - RSSM").
+
+    Recurrent model:       h_t = f(h_{t-1}, z_{t-1}, a_{t-1})     -> :meth:`RSSM.recurrent`
+    Representation model:  z_t ~ q(z_t | h_t, x_t)                 -> :meth:`RSSM.posterior`
+    Transition predictor:  z^_t ~ p(z^_t | h_t)                    -> :meth:`RSSM.prior`
+
+``z`` is ``stoch_size`` categorical variables of ``classes`` classes each, sampled with
+straight-through gradients. The model state (``feat``) is the concatenation ``[h_t, z_t]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch as th
+from torch import nn
+
+from sb3_dreamer.common.distributions import mode_one_hot, sample_one_hot, straight_through
+from sb3_dreamer.common.networks import GRUCell
+
+
+class RSSMState(NamedTuple):
+    deter: th.Tensor  # h: (..., deter_size)
+    stoch: th.Tensor  # z: (..., stoch_size * classes), one-hot per variable, flattened
+    logits: th.Tensor  # logits of the distribution z was drawn from: (..., stoch_size, classes)
+
+    @property
+    def feat(self) -> th.Tensor:
+        return th.cat([self.deter, self.stoch], -1)
+
+
+class RSSM(nn.Module):
+    def __init__(
+        self, embed_dim: int, action_dim: int, deter_size: int, hidden_size: int, stoch_size: int, classes: int
+    ) -> None:
+        super().__init__()
+        self.deter_size, self.stoch_size, self.classes = deter_size, stoch_size, classes
+        self.stoch_dim = stoch_size * classes
+        self.action_dim = action_dim
+        self.img_in = nn.Sequential(nn.Linear(self.stoch_dim + action_dim, hidden_size), nn.ELU())
+        self.gru = GRUCell(hidden_size, deter_size)
+        self.prior_net = nn.Sequential(
+            nn.Linear(deter_size, hidden_size), nn.ELU(), nn.Linear(hidden_size, self.stoch_dim)
+        )
+        self.post_net = nn.Sequential(
+            nn.Linear(deter_size + embed_dim, hidden_size), nn.ELU(), nn.Linear(hidden_size, self.stoch_dim)
+        )
+
+    @property
+    def feat_dim(self) -> int:
+        return self.deter_size + self.stoch_dim
+
+    def initial(self, batch_size: int, device: th.device) -> RSSMState:
+        """The all-zero state used at every episode start (danijar/dreamerv2 ``initial``)."""
+        zeros = th.zeros(batch_size, self.deter_size + self.stoch_dim, device=device)
+        return RSSMState(
+            zeros[:, : self.deter_size],
+            zeros[:, self.deter_size :],
+            zeros.new_zeros(batch_size, self.stoch_size, self.classes),
+        )
+
+    @staticmethod
+    def _draw(logits: th.Tensor, sample: bool) -> th.Tensor:
+        """A straight-through one-hot draw from logits shaped (..., stoch_size, classes)."""
+        one_hot = sample_one_hot(logits) if sample else mode_one_hot(logits)
+        return straight_through(one_hot, logits)
+
+    def recurrent(self, deter: th.Tensor, stoch: th.Tensor, action: th.Tensor) -> th.Tensor:
+        """h_t = f(h_{t-1}, z_{t-1}, a_{t-1})."""
+        return self.gru(self.img_in(th.cat([stoch, action], -1)), deter)
+
+    def prior(self, deter: th.Tensor) -> th.Tensor:
+        """Logits of p(z^_t | h_t), shaped (..., stoch_size, classes)."""
+        return self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes))
+
+    def posterior(self, deter: th.Tensor, embed: th.Tensor) -> th.Tensor:
+        """Logits of q(z_t | h_t, x_t), shaped (..., stoch_size, classes)."""
+        return self.post_net(th.cat([deter, embed], -1)).unflatten(-1, (self.stoch_size, self.classes))
+
+    @staticmethod
+    def reset(state: RSSMState, action: th.Tensor, is_first: th.Tensor) -> tuple[RSSMState, th.Tensor]:
+        """Zero the latent state *and* the previous action where ``is_first`` (pitfall 3)."""
+        keep = (1.0 - is_first.float()).unsqueeze(-1)
+        return RSSMState(state.deter * keep, state.stoch * keep, state.logits * keep.unsqueeze(-1)), action * keep
+
+    def obs_step(
+        self, state: RSSMState, action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, sample: bool = True
+    ) -> RSSMState:
+        """One filtering step while acting: reset at episode starts, advance ``h``, draw ``z_t``
+        from the posterior (its mode when ``sample`` is False)."""
+        state, action = self.reset(state, action, is_first)
+        deter = self.recurrent(state.deter, state.stoch, action)
+        post_logits = self.posterior(deter, embed)
+        return RSSMState(deter, self._draw(post_logits, sample).flatten(-2), post_logits)
+
+    def img_step(self, state: RSSMState, action: th.Tensor, sample: bool = True) -> RSSMState:
+        """One imagination step: advance ``h`` and draw ``z^_t`` from the prior."""
+        deter = self.recurrent(state.deter, state.stoch, action)
+        prior_logits = self.prior(deter)
+        return RSSMState(deter, self._draw(prior_logits, sample).flatten(-2), prior_logits)
+
+    def observe(
+        self, embed: th.Tensor, prev_action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None
+    ) -> tuple[RSSMState, th.Tensor]:
+        """Filter a batch of sequences (batch-major, ``(B, T, ...)``).
+
+        ``prev_action[:, t]`` is a_{t-1}, the action that led to observation ``t``.
+
+        :return: (posterior states ``(B, T, ...)``, prior logits ``(B, T, stoch_size, classes)``)
+        """
+        batch, length = embed.shape[:2]
+        if state is None:
+            state = self.initial(batch, embed.device)
+        deters, stochs, post_logits = [], [], []
+        for t in range(length):
+            state, action = self.reset(state, prev_action[:, t], is_first[:, t])
+            deter = self.recurrent(state.deter, state.stoch, action)
+            logits = self.posterior(deter, embed[:, t])
+            state = RSSMState(deter, self._draw(logits, True).flatten(-2), logits)
+            deters.append(deter)
+            stochs.append(state.stoch)
+            post_logits.append(logits)
+        deter = th.stack(deters, 1)
+        post = RSSMState(deter, th.stack(stochs, 1), th.stack(post_logits, 1))
+        return post, self.prior(deter)  # the prior only needs h_t: one batched call after the loop

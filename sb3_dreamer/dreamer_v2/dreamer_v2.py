@@ -1,0 +1,89 @@
+"""DreamerV2 (Hafner et al., "Mastering Atari with Discrete World Models", ICLR 2021)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from stable_baselines3.common.policies import BasePolicy
+
+from sb3_dreamer.common.algorithm import Dreamer
+from sb3_dreamer.dreamer_v2.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
+
+
+class DreamerV2(Dreamer):
+    """
+    DreamerV2: a world model with discrete (categorical) latents, and an actor-critic learned
+    purely from its imagined trajectories.
+
+    Paper: https://arxiv.org/abs/2010.02193. The defaults are a MinAtar configuration: the
+    paper's algorithm and loss settings with the sizes and training ratio of the published
+    MinAtar DreamerV2 (RajGhugare19/dreamerv2 ``MinAtarConfig``), so ``DreamerV2("MinAtar/Breakout-v1")``
+    needs no arguments. Every default and its source (paper = DreamerV2 paper / danijar/dreamerv2
+    Atari config; MinAtar = RajGhugare19's MinAtar config):
+
+    :param env: The environment (a gymnasium id, ``Env`` or ``VecEnv``). It comes first so that
+        ``DreamerV2("MinAtar/Breakout-v1")`` works; SB3's ``DreamerV2(policy=..., env=...)`` and
+        positional ``DreamerV2("MlpPolicy", env)`` work too.
+    :param policy: ``"DreamerPolicy"`` (aliases ``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``
+        are the same policy: the encoder is chosen from the observation space) or a subclass.
+    :param learning_rate: World-model Adam(W) learning rate, 2e-4 (paper, MinAtar); float or schedule
+    :param actor_learning_rate: 4e-5 (paper, MinAtar)
+    :param critic_learning_rate: 1e-4 (paper, MinAtar)
+    :param buffer_size: Replay capacity in rows (all envs together), 1e6 (MinAtar; paper 2e6)
+    :param learning_starts: Uniform-random steps before training, 5000 (MinAtar 4000, paper 50k;
+        5000 is the MinAtar DQN replay start, so both start learning at the same step)
+    :param batch_size: Sequences per gradient step (B), 50 (MinAtar; paper 16)
+    :param sequence_length: Steps per sequence (T), 50 (paper, MinAtar)
+    :param imagination_horizon: H, 15 (paper; MinAtar used 10)
+    :param gamma: Discount, 0.99 (MinAtar; paper 0.999 for 27k-step Atari episodes)
+    :param return_lambda: lambda of the lambda-returns, 0.95 (paper, MinAtar)
+    :param train_freq: Env steps between updates, 10 (MinAtar: 5 updates every 50 steps);
+        with B x T = 50 x 50 this replays 250 steps per env step (paper: 16 x 50 every 16 steps)
+    :param gradient_steps: Updates per ``train_freq``, 1
+    :param kl_scale: beta, the KL loss scale, 0.1 (paper Atari, MinAtar)
+    :param kl_balance: alpha of KL balancing, 0.8 (paper, MinAtar)
+    :param free_nats: Free nats on the batch-mean KL, 0 (paper Atari, MinAtar)
+    :param discount_scale: eta_gamma, the discount-loss scale, 5.0 (paper Atari, MinAtar)
+    :param reward_scale: Reward-loss scale, 1.0 (paper)
+    :param entropy_coef: eta, the actor-entropy scale, 1e-3 (paper Atari, MinAtar)
+    :param actor_grad_mix: rho, the REINFORCE share of the actor gradient; ``None`` = 1 for
+        Discrete actions and 0 (dynamics backpropagation) for Box actions (paper)
+    :param target_update_interval: Gradient steps between hard copies of the critic into the
+        target critic, 100 (paper)
+    :param max_grad_norm: Gradient-norm clip of each optimizer, 100 (paper)
+    :param replay_buffer_class: A :class:`~sb3_dreamer.SequenceReplayBuffer` (sub)class
+    :param replay_buffer_kwargs: Keyword arguments of the replay buffer
+    :param policy_kwargs: Network sizes and optimizer of :class:`~sb3_dreamer.DreamerPolicy`:
+        ``deter_size`` 200 (MinAtar; paper 600), ``hidden_size`` 200 (MinAtar; paper 600),
+        ``stoch_size`` 32 and ``classes`` 32 (paper; MinAtar 20 x 20), ``mlp_layers`` 3
+        (MinAtar; paper 4), ``mlp_units`` 200 (MinAtar 100, paper 400), ``cnn_depth`` 32
+        (MinAtar 16, paper 48), ``channels_last`` (``None`` = inferred), ``optimizer_class``
+        AdamW with ``eps`` 1e-5 and ``weight_decay`` 1e-6 (paper)
+    :param stats_window_size: Episodes averaged in ``rollout/`` logs
+    :param tensorboard_log: TensorBoard log folder
+    :param verbose: 0 silent, 1 training info, 2 debug
+    :param seed: Seed of python, numpy, torch and the env
+    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param _init_setup_model: Whether to build the networks at construction
+
+    Deviations from the paper, each deliberate:
+
+    - **Reward alignment of the lambda-return.** ``V_t = r_{t+1} + gamma c_{t+1}(...)`` pairs
+      each state with the reward for *leaving* it (as DreamerV3 does); DreamerV2's code credited
+      the reward for entering ``s_t`` to ``v(s_t)`` (shared/research pitfall 2).
+    - **Discount head.** It predicts ``P(not terminal)`` and imagination multiplies it by
+      ``gamma``; the paper trains a Bernoulli on ``gamma (1 - terminal)``. Same fixed point.
+    - **Binary observations** (bool, e.g. MinAtar) use a Bernoulli image likelihood instead of a
+      unit Gaussian; uint8 images are scaled to [-0.5, 0.5] with a Gaussian as in the paper.
+    - **Deterministic prediction** uses the mode of the posterior as well as of the actor, so
+      ``predict(..., deterministic=True)`` is repeatable (the paper samples the latent).
+    - **Box actions** use a tanh-squashed Gaussian (DreamerV1) instead of a truncated normal.
+    - No reward clipping (MinAtar rewards are 0/1; the paper's Atari ``tanh`` is not applied).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "DreamerPolicy": DreamerPolicy,
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
