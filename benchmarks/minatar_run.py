@@ -31,13 +31,27 @@ SIZES = {
     "default": ({}, {}),
     "small": (
         {"batch_size": 16, "sequence_length": 32},
-        {"deter_size": 128, "hidden_size": 128, "stoch_size": 16, "classes": 16, "mlp_units": 128, "mlp_layers": 2,
-         "cnn_depth": 16},
+        {
+            "deter_size": 128,
+            "hidden_size": 128,
+            "stoch_size": 16,
+            "classes": 16,
+            "mlp_units": 128,
+            "mlp_layers": 2,
+            "cnn_depth": 16,
+        },
     ),
     "tiny": (
         {"batch_size": 8, "sequence_length": 16},
-        {"deter_size": 64, "hidden_size": 64, "stoch_size": 8, "classes": 8, "mlp_units": 64, "mlp_layers": 2,
-         "cnn_depth": 8},
+        {
+            "deter_size": 64,
+            "hidden_size": 64,
+            "stoch_size": 8,
+            "classes": 8,
+            "mlp_units": 64,
+            "mlp_layers": 2,
+            "cnn_depth": 8,
+        },
     ),
 }
 
@@ -115,15 +129,21 @@ def main() -> None:
     eval_env.reset(seed=args.seed + 10_000)
     rows: list = []
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    callback = EvalAndBudget(eval_env, args.eval_freq, args.eval_episodes, rows, args.out,
-                             time.time() + 60 * args.max_minutes)
+    callback = EvalAndBudget(
+        eval_env, args.eval_freq, args.eval_episodes, rows, args.out, time.time() + 60 * args.max_minutes
+    )
     model.learn(args.steps, callback=callback)
     rand_mean, rand_std = random_score(args.env, 100, args.seed + 20_000)
-    print(f"versions: sb3_dreamer {sb3_dreamer.__version__}, torch {torch.__version__}, python {platform.python_version()}")
+    print(
+        f"versions: sb3_dreamer {sb3_dreamer.__version__}, torch {torch.__version__}, "
+        f"python {platform.python_version()}"
+    )
     print(f"cpu: {platform.processor() or platform.machine()}, threads {args.threads}, device {args.device}")
     print(f"final: {model.num_timesteps} env steps, {model._n_updates} gradient steps")
-    print(f"DreamerV2 eval return {rows[-1]['eval_return_mean']:.2f} +- {rows[-1]['eval_return_std']:.2f} "
-          f"({args.eval_episodes} greedy episodes); random policy {rand_mean:.2f} +- {rand_std:.2f} (100 episodes)")
+    print(
+        f"DreamerV2 eval return {rows[-1]['eval_return_mean']:.2f} +- {rows[-1]['eval_return_std']:.2f} "
+        f"({args.eval_episodes} greedy episodes); random policy {rand_mean:.2f} +- {rand_std:.2f} (100 episodes)"
+    )
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ class Dreamer(OffPolicyAlgorithm):
             env, policy = policy, env  # type: ignore[assignment]
         if env is None and _init_setup_model:
             raise ValueError(f"{type(self).__name__} needs an environment (an env id, a gymnasium Env or a VecEnv).")
+        if hasattr(env, "observation_space"):  # fail before SB3's wrappers, naming the space
+            check_spaces(env.observation_space, env.action_space, policy_kwargs)  # type: ignore[union-attr]
         super().__init__(
             policy=policy,
             env=env,  # type: ignore[arg-type]
@@ -130,9 +132,8 @@ class Dreamer(OffPolicyAlgorithm):
         self.max_grad_norm = max_grad_norm
         self._sb3_dreamer_algorithm = type(self).__name__  # checked on load
         self._last_latent: LatentState | None = None
-        if getattr(self, "observation_space", None) is not None:  # fail at construction, naming the space
-            observation_parts(self.observation_space, (policy_kwargs or {}).get("channels_last"))
-            check_action_space(self.action_space)
+        if getattr(self, "observation_space", None) is not None:
+            check_spaces(self.observation_space, self.action_space, policy_kwargs)
         if _init_setup_model:
             self._setup_model()
 
@@ -312,6 +313,12 @@ class Dreamer(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, policy_kwargs: dict | None) -> None:
+    """Raise ``TypeError`` naming any observation or action space Dreamer does not support."""
+    observation_parts(observation_space, (policy_kwargs or {}).get("channels_last"))
+    check_action_space(action_space)
 
 
 def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str) -> None:

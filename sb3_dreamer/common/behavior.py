@@ -99,6 +99,16 @@ def lambda_return(rewards: th.Tensor, values: th.Tensor, discounts: th.Tensor, l
     return th.stack(returns[::-1], 0)
 
 
+def discount_weights(first_continue: th.Tensor, continues: th.Tensor, gamma: float) -> th.Tensor:
+    """Loss weights of imagined steps t = 0..H-1: ``gamma^t prod_{k<=t} c_k``.
+
+    ``first_continue`` is the real ``1 - is_terminal`` of the start states (c_0) and
+    ``continues[t] = c_{t+1}`` the predicted continuation of the imagined states, time-major.
+    """
+    cont = th.cat([first_continue.unsqueeze(0), continues[:-1]], 0)
+    return th.cumprod(gamma * cont, 0) / gamma
+
+
 @contextmanager
 def frozen(*modules: nn.Module) -> Iterator[None]:
     """Let gradients flow *through* ``modules`` without computing gradients *for* their parameters."""
@@ -154,9 +164,7 @@ def behavior_losses(
         values = target_critic(feats[1:]).squeeze(-1)  # v(s_{t+1}) from the target network
         returns = lambda_return(rewards, values, gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():
-        first = (1.0 - is_terminal.flatten()).unsqueeze(0)  # c_0: real continuation of the start state
-        cont = th.cat([first, continues[:-1].detach()], 0)
-        weights = th.cumprod(gamma * cont, 0) / gamma  # gamma^t prod_{k<=t} c_k
+        weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
         baseline = target_critic(feats[:-1]).squeeze(-1)
     policy_feats = feats[:-1].detach()
     log_prob, entropy = actor.log_prob_entropy(policy_feats, actions.detach())

@@ -1,0 +1,186 @@
+"""Golden tests: hand-computed values for the maths and the time alignment."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+
+from sb3_dreamer.common.behavior import discount_weights, lambda_return
+from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.distributions import balanced_kl, categorical_kl, sample_one_hot, straight_through
+from sb3_dreamer.common.rssm import RSSM
+
+
+def test_lambda_return_hand_computed():
+    rewards = th.tensor([1.0, 2.0, 3.0])  # r_1, r_2, r_3
+    values = th.tensor([10.0, 20.0, 30.0])  # v(s_1), v(s_2), v(s_3)
+    discounts = th.tensor([0.5, 0.5, 0.5])  # gamma c_1, gamma c_2, gamma c_3
+    # lambda = 0.5: R_2 = 3 + .5 * 30 = 18; R_1 = 2 + .5 (.5 * 20 + .5 * 18) = 11.5; R_0 = 1 + .5 (5 + 5.75) = 6.375
+    assert lambda_return(rewards, values, discounts, 0.5).tolist() == pytest.approx([6.375, 11.5, 18.0])
+    # lambda = 0: one-step TD targets r + d v
+    assert lambda_return(rewards, values, discounts, 0.0).tolist() == pytest.approx([6.0, 12.0, 18.0])
+    # lambda = 1: Monte-Carlo return bootstrapped at the horizon: 1 + .5 (2 + .5 (3 + .5 * 30)) = 6.5
+    assert lambda_return(rewards, values, discounts, 1.0).tolist() == pytest.approx([6.5, 11.0, 18.0])
+
+
+def test_lambda_return_stops_at_predicted_termination():
+    rewards = th.tensor([[1.0], [5.0]])
+    values = th.tensor([[100.0], [100.0]])
+    discounts = th.tensor([[0.0], [0.9]])  # s_1 is terminal: nothing after r_1 counts
+    assert lambda_return(rewards, values, discounts, 0.95)[0].item() == pytest.approx(1.0)
+
+
+def test_discount_weights_hand_computed():
+    first_continue = th.tensor([1.0, 0.0])  # the second start state is terminal in the data
+    continues = th.tensor([[0.5, 1.0], [1.0, 1.0], [1.0, 1.0]])  # c_1, c_2, c_3
+    weights = discount_weights(first_continue, continues, gamma=0.9)
+    # weight_t = gamma^t prod_{k<=t} c_k: [1, .9 * .5, .81 * .5] and all zero after a terminal start
+    assert weights[:, 0].tolist() == pytest.approx([1.0, 0.45, 0.405])
+    assert weights[:, 1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_categorical_kl_value():
+    p = th.tensor([[[0.5, 0.5]]]).log()
+    q = th.tensor([[[0.25, 0.75]]]).log()
+    expected = 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75)
+    assert categorical_kl(p, q).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_kl_balancing_sends_alpha_of_the_gradient_to_the_prior():
+    post = th.tensor([[[0.3, -0.2, 0.5]]], requires_grad=True)
+    prior = th.tensor([[[-0.1, 0.4, 0.0]]], requires_grad=True)
+    loss, value = balanced_kl(post, prior, balance=0.8)
+    loss.backward()
+    ref_post, ref_prior = post.detach().clone().requires_grad_(), prior.detach().clone().requires_grad_()
+    categorical_kl(ref_post, ref_prior).sum().backward()
+    assert loss.item() == pytest.approx(value.item(), rel=1e-6)  # both sides have the same value
+    assert th.allclose(prior.grad, 0.8 * ref_prior.grad, atol=1e-7)  # prior trained with alpha
+    assert th.allclose(post.grad, 0.2 * ref_post.grad, atol=1e-7)  # posterior with 1 - alpha
+    assert ref_prior.grad.abs().sum() > 0 and ref_post.grad.abs().sum() > 0
+
+
+def test_free_nats_clip_the_mean_kl():
+    post = th.zeros(2, 1, 3, requires_grad=True)
+    prior = th.zeros(2, 1, 3, requires_grad=True)
+    loss, _ = balanced_kl(post, prior, balance=0.8, free_nats=1.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(1.0)
+    assert post.grad.abs().sum() == 0 and prior.grad.abs().sum() == 0
+
+
+def test_straight_through_forward_is_one_hot_backward_is_softmax():
+    th.manual_seed(0)
+    logits = th.randn(5, 4, requires_grad=True)
+    sample = sample_one_hot(logits)
+    out = straight_through(sample, logits)
+    assert th.allclose(out.detach(), sample, atol=1e-6)  # forward: the one-hot sample (up to rounding)
+    assert th.equal(sample.sum(-1), th.ones(5)) and set(sample.unique().tolist()) == {0.0, 1.0}
+    weights = th.randn(5, 4)
+    (out * weights).sum().backward()
+    ref = logits.detach().clone().requires_grad_()
+    (ref.softmax(-1) * weights).sum().backward()
+    assert th.allclose(logits.grad, ref.grad, atol=1e-6)
+
+
+def test_rssm_resets_state_and_previous_action_at_is_first():
+    th.manual_seed(0)
+    rssm = RSSM(embed_dim=3, action_dim=2, deter_size=6, hidden_size=5, stoch_size=2, classes=3)
+    embed = th.randn(1, 4, 3)
+    actions = th.randn(1, 4, 2)  # non-zero everywhere, also on the reset row
+    is_first = th.tensor([[1.0, 0.0, 1.0, 0.0]])
+    post, prior = rssm.observe(embed, actions, is_first)
+    fresh, fresh_prior = rssm.observe(embed[:, 2:], th.zeros(1, 2, 2), th.tensor([[1.0, 0.0]]))
+    # at the reset step, h_2 = f(0, 0, 0) whatever came before, so h, q and p all match a fresh start
+    assert th.allclose(post.deter[:, 2], fresh.deter[:, 0], atol=1e-6)
+    assert th.allclose(post.logits[:, 2], fresh.logits[:, 0], atol=1e-6)
+    assert th.allclose(prior[:, 2], fresh_prior[:, 0], atol=1e-6)
+    assert not th.allclose(post.deter[:, 1], post.deter[:, 2])
+
+
+def _buffer(capacity=32, n_envs=1):
+    return SequenceReplayBuffer(capacity, spaces.Box(-100, 100, (1,), np.float32), spaces.Discrete(3), "cpu", n_envs)
+
+
+def _step(buffer, obs, next_obs, action, reward, terminated=False, truncated=False, start=None):
+    done = terminated or truncated
+    infos = [{"TimeLimit.truncated": True} if truncated else {}]
+    buffer.add(
+        np.array([[obs]], np.float32),
+        np.array([[next_obs]], np.float32),
+        np.array([[action]]),
+        np.array([reward], np.float32),
+        np.array([done]),
+        infos,
+        episode_start=None if start is None else np.array([start]),
+    )
+
+
+def test_sampled_sequence_time_alignment():
+    buffer = _buffer()
+    # episode 1: x0 --a=2--> x1 (r=.5) --a=1--> x2 (r=1, terminated)
+    _step(buffer, 0.0, 1.0, 2, 0.5)
+    _step(buffer, 1.0, 2.0, 1, 1.0, terminated=True)
+    # episode 2: x10 --a=0--> x11 (r=2, truncated: the real final observation is stored)
+    _step(buffer, 10.0, 11.0, 0, 2.0, truncated=True)
+    # episode 3 begins
+    _step(buffer, 20.0, 21.0, 1, 3.0)
+    batch = buffer.get_sequences(np.array([0]), np.array([0]), 7)
+    assert batch.observations["obs"][0, :, 0].tolist() == [0.0, 1.0, 2.0, 10.0, 11.0, 20.0, 21.0]
+    # row t holds a_{t-1}: zero at every is_first row
+    assert batch.prev_actions[0].argmax(-1).tolist() == [0, 2, 1, 0, 0, 0, 1]
+    assert batch.prev_actions[0].sum(-1).tolist() == [0, 1, 1, 0, 1, 0, 1]
+    assert batch.rewards[0].tolist() == [0.0, 0.5, 1.0, 0.0, 2.0, 0.0, 3.0]  # r_t received on arriving at x_t
+    assert batch.is_first[0].tolist() == [1, 0, 0, 1, 0, 1, 0]
+    assert batch.is_terminal[0].tolist() == [0, 0, 1, 0, 0, 0, 0]  # truncation is not termination
+    assert batch.is_last[0].tolist() == [0, 0, 1, 0, 1, 0, 0]
+    # a window starting mid-episode is marked is_first at its first row (no state is carried)
+    mid = buffer.get_sequences(np.array([0]), np.array([1]), 3)
+    assert mid.is_first[0].tolist() == [1, 0, 1]
+    assert mid.prev_actions[0].sum().item() == 1.0  # the a_0 of row 1 is dropped with the reset
+
+
+def test_continue_target_bootstraps_truncation_not_termination():
+    from sb3_dreamer.common.world_model import SequenceBatch
+
+    buffer = _buffer()
+    _step(buffer, 0.0, 1.0, 0, 0.0, truncated=True)
+    _step(buffer, 5.0, 6.0, 0, 0.0, terminated=True)
+    batch: SequenceBatch = buffer.get_sequences(np.array([0]), np.array([0]), 4)
+    continue_target = 1.0 - batch.is_terminal  # what WorldModel.loss trains the discount head on
+    assert continue_target[0].tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_sampled_windows_never_cross_the_write_position():
+    np.random.seed(0)
+    buffer = _buffer(capacity=10)
+    _step(buffer, 0.0, 1.0, 0, 0.0)
+    for i in range(1, 24):
+        _step(buffer, float(i), float(i + 1), 0, 0.0)
+    assert buffer.full and buffer.size() == 10
+    batch = buffer.sample_sequences(200, 4)
+    obs = batch.observations["obs"][..., 0]
+    assert th.all(obs[:, 1:] - obs[:, :-1] == 1)  # consecutive rows only
+    assert obs.min() >= 15 and obs.max() <= 24  # only the 10 newest rows
+
+
+def test_sequence_sampling_needs_enough_rows():
+    buffer = _buffer()
+    _step(buffer, 0.0, 1.0, 0, 0.0)
+    assert not buffer.can_sample(8)
+    with pytest.raises(ValueError, match="no sequence of 8 steps"):
+        buffer.sample_sequences(2, 8)
+
+
+def test_per_env_streams_are_contiguous():
+    buffer = SequenceReplayBuffer(20, spaces.Box(-100, 100, (1,), np.float32), spaces.Discrete(2), "cpu", n_envs=2)
+    for t in range(4):
+        obs = np.array([[t], [100 + t]], np.float32)
+        nxt = obs + 1
+        done = np.array([False, t == 1])  # env 1 ends an episode at t = 1
+        buffer.add(obs, nxt, np.array([[0], [1]]), np.zeros(2, np.float32), done, [{}, {}])
+    assert buffer.stored().tolist() == [5, 6]  # env 1 wrote two reset rows
+    stream0 = buffer.observations["obs"][:5, 0, 0].tolist()
+    stream1 = buffer.observations["obs"][:6, 1, 0].tolist()
+    assert stream0 == [0, 1, 2, 3, 4]
+    assert stream1 == [100, 101, 102, 102, 103, 104]
+    assert buffer.is_first[:6, 1].tolist() == [True, False, False, True, False, False]

@@ -1,0 +1,154 @@
+"""Save/load: identical parameters, optimizer states and threaded action sequences; clear errors."""
+
+import io
+import zipfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import FAST, TINY
+from envs import SpaceEnv
+from gymnasium import spaces
+from stable_baselines3 import DQN
+
+from sb3_dreamer import DreamerV2, SequenceReplayBuffer
+
+
+@pytest.fixture(scope="module")
+def trained():
+    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=1, device="cpu", **FAST)
+    model.learn(120)
+    return model
+
+
+def _rollout(model, env, steps=25, seed=3):
+    obs, _ = env.reset(seed=seed)
+    state, start, actions = None, np.ones(1, bool), []
+    for _ in range(steps):
+        action, state = model.predict(obs[None], state=state, episode_start=start, deterministic=True)
+        obs, _, terminated, truncated, _ = env.step(int(action[0]))
+        start = np.array([terminated or truncated])
+        actions.append(int(action[0]))
+    return actions, state
+
+
+def _optimizer_states_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    assert sa["state"].keys() == sb["state"].keys()
+    for key in sa["state"]:
+        for name, value in sa["state"][key].items():
+            assert th.equal(th.as_tensor(value), th.as_tensor(sb["state"][key][name])), (key, name)
+
+
+def test_save_load_identical(trained, tmp_path):
+    path = tmp_path / "model.zip"
+    trained.save(path)
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    assert {
+        "policy.pth",
+        "policy.wm_optimizer.pth",
+        "policy.actor_optimizer.pth",
+        "policy.critic_optimizer.pth",
+    } <= names
+    env = gym.make("MinAtar/Breakout-v1")
+    loaded = DreamerV2.load(path, env=env, device="cpu")
+    for (name, a), (_, b) in zip(trained.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True):
+        assert th.equal(a, b), name
+    for opt in ("wm_optimizer", "actor_optimizer", "critic_optimizer"):
+        _optimizer_states_equal(getattr(trained.policy, opt), getattr(loaded.policy, opt))
+    assert loaded.num_timesteps == trained.num_timesteps and loaded._n_updates == trained._n_updates
+    assert loaded.sequence_length == trained.sequence_length and loaded.kl_balance == trained.kl_balance
+    actions_a, state_a = _rollout(trained, gym.make("MinAtar/Breakout-v1"))
+    actions_b, state_b = _rollout(loaded, gym.make("MinAtar/Breakout-v1"))
+    assert actions_a == actions_b
+    for a, b in zip(state_a, state_b, strict=True):
+        assert np.array_equal(a, b)
+    # training continues after load (buffer restored from a separate file or refilled)
+    before = [p.clone() for p in loaded.policy.world_model.parameters()]
+    loaded.learn(60, reset_num_timesteps=False)
+    assert loaded.num_timesteps >= trained.num_timesteps + 60
+    assert any(not th.equal(a, b) for a, b in zip(before, loaded.policy.world_model.parameters(), strict=True))
+
+
+def test_state_threading_matters(trained):
+    """Threaded state gives a different belief than restarting every step (so the test above can fail)."""
+    env = gym.make("MinAtar/Breakout-v1")
+    obs, _ = env.reset(seed=0)
+    _, s1 = trained.predict(obs[None], episode_start=np.ones(1, bool), deterministic=True)
+    _, s2 = trained.predict(obs[None], state=s1, episode_start=np.zeros(1, bool), deterministic=True)
+    _, s3 = trained.predict(obs[None], state=s1, episode_start=np.ones(1, bool), deterministic=True)
+    assert not np.allclose(s2[0], s1[0])
+    assert np.allclose(s3[0], s1[0])  # episode_start resets to the same belief
+
+
+def test_replay_buffer_round_trip(trained, tmp_path):
+    path = tmp_path / "buffer.pkl"
+    trained.save_replay_buffer(path)
+    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, **FAST)
+    model.load_replay_buffer(path)
+    a, b = trained.replay_buffer, model.replay_buffer
+    assert isinstance(b, SequenceReplayBuffer)
+    assert np.array_equal(a.observations["obs"], b.observations["obs"]) and a.observations["obs"].dtype == np.bool_
+    for name in ("actions", "rewards", "is_first", "is_terminal", "is_last", "positions", "stream_full"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    np.random.seed(0)
+    batch_a = a.sample_sequences(4, 8)
+    np.random.seed(0)
+    batch_b = b.sample_sequences(4, 8)
+    assert th.equal(batch_a.observations["obs"], batch_b.observations["obs"])
+    model.learn(10)  # sampling and training work on the restored buffer
+
+
+def test_keyword_and_positional_construction():
+    env = SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2))
+    by_keyword = DreamerV2(policy="MlpPolicy", env=env, policy_kwargs=TINY)
+    positional = DreamerV2("MlpPolicy", env, policy_kwargs=TINY)
+    env_first = DreamerV2(env, policy_kwargs=TINY)
+    assert by_keyword.env is not None and positional.env is not None and env_first.env is not None
+    with pytest.raises(ValueError, match="needs an environment"):
+        DreamerV2()
+
+
+def test_corrupted_zip_raises(trained, tmp_path):
+    path = tmp_path / "model.zip"
+    trained.save(path)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ValueError, match=r"truncated\.zip"):
+        DreamerV2.load(truncated)
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="not a valid zip"):
+        DreamerV2.load(garbage)
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("something", "else")
+    with pytest.raises(ValueError, match="no 'data' member"):
+        DreamerV2.load(empty)
+
+
+def test_foreign_zip_raises(tmp_path):
+    path = tmp_path / "dqn.zip"
+    DQN("MlpPolicy", "CartPole-v1", learning_starts=0).save(path)
+    with pytest.raises(ValueError, match=r"dqn\.zip was saved by another algorithm"):
+        DreamerV2.load(path)
+
+
+def test_load_from_file_object(trained):
+    buffer = io.BytesIO()
+    trained.save(buffer)
+    buffer.seek(0)
+    loaded = DreamerV2.load(buffer, device="cpu")
+    assert loaded.num_timesteps == trained.num_timesteps
+
+
+def test_mismatched_env_raises(trained, tmp_path):
+    path = tmp_path / "model.zip"
+    trained.save(path)
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        DreamerV2.load(path, env=gym.make("MinAtar/Freeway-v1"))  # 7 channels instead of 4
+    with pytest.raises(ValueError, match="Action spaces do not match"):
+        DreamerV2.load(path, env=gym.make("MinAtar/Asterix-v1"))  # 5 actions instead of 3

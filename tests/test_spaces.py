@@ -1,0 +1,137 @@
+"""Every supported space trains a few steps; unsupported ones raise at construction; bad values raise."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import FAST, TINY
+from envs import BadValueEnv, SpaceEnv
+from gymnasium import spaces
+
+from sb3_dreamer import DreamerV2
+
+IMAGE_SPACES = {
+    "uint8_hwc": spaces.Box(0, 255, (16, 16, 3), np.uint8),
+    "uint8_chw": spaces.Box(0, 255, (3, 16, 16), np.uint8),
+    "uint8_2d": spaces.Box(0, 255, (12, 12), np.uint8),
+    "uint8_5x5": spaces.Box(0, 255, (5, 5, 1), np.uint8),
+    "odd_size": spaces.Box(0, 255, (11, 13, 2), np.uint8),
+    "bool_minatar": spaces.Box(0, 1, (10, 10, 4), bool),
+    "bool_square": spaces.Box(0, 1, (10, 10, 10), bool),
+    "float_chw": spaces.Box(0.0, 1.0, (4, 9, 9), np.float32),
+}
+VECTOR_SPACES = {
+    "vector": spaces.Box(-1.0, 1.0, (6,), np.float32),
+    "vector_2d": spaces.Box(-1.0, 1.0, (2, 3), np.float64),
+    "dict": spaces.Dict(
+        {"image": spaces.Box(0, 255, (8, 8, 3), np.uint8), "state": spaces.Box(-1, 1, (5,), np.float32)}
+    ),
+}
+ACTION_SPACES = {"discrete": spaces.Discrete(3), "box": spaces.Box(np.array([-2.0, 0.0]), np.array([3.0, 1.0]))}
+
+
+def _train(obs_space, action_space, steps=60):
+    model = DreamerV2(SpaceEnv(obs_space, action_space), policy_kwargs=TINY, seed=0, device="cpu", **FAST)
+    model.learn(steps)
+    assert model._n_updates > 0
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    obs = obs_space.sample()
+    action, state = model.predict(obs, deterministic=True)
+    assert action_space.contains(np.asarray(action, dtype=action_space.dtype))
+    assert len(state) == 3 and state[0].shape == (1, TINY["deter_size"])
+    return model
+
+
+@pytest.mark.parametrize("name", list(IMAGE_SPACES) + list(VECTOR_SPACES))
+def test_observation_spaces_train(name):
+    space = {**IMAGE_SPACES, **VECTOR_SPACES}[name]
+    model = _train(space, spaces.Discrete(3))
+    parts = model.policy.parts
+    if name in IMAGE_SPACES:
+        assert parts[0].is_image and len(model.policy.world_model.encoder.cnns) == 1
+
+
+def test_image_layout_inference():
+    from sb3_dreamer.common.networks import observation_parts
+
+    assert observation_parts(IMAGE_SPACES["bool_minatar"])[0].shape == (4, 10, 10)
+    assert observation_parts(IMAGE_SPACES["bool_square"])[0].channels_last  # MinAtar Seaquest
+    assert observation_parts(IMAGE_SPACES["float_chw"])[0].shape == (4, 9, 9)
+    assert observation_parts(IMAGE_SPACES["uint8_chw"])[0].shape == (3, 16, 16)
+    assert observation_parts(spaces.Box(0.0, 1.0, (6, 9, 9)), channels_last=True)[0].shape == (9, 6, 9)
+
+
+@pytest.mark.parametrize("name", list(ACTION_SPACES))
+def test_action_spaces_train(name):
+    model = _train(spaces.Box(-1.0, 1.0, (4,), np.float32), ACTION_SPACES[name])
+    assert model.actor_grad_mix == (1.0 if name == "discrete" else 0.0)  # rho: REINFORCE vs dynamics
+
+
+def test_box_actions_are_rescaled_to_bounds():
+    space = ACTION_SPACES["box"]
+    model = DreamerV2(SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), space), policy_kwargs=TINY, **FAST)
+    extremes = model.policy.to_env_action(th.tensor([[-1.0, 1.0], [1.0, -1.0]]))
+    assert extremes.tolist() == [[-2.0, 1.0], [3.0, 0.0]]
+    assert np.allclose(model.policy.to_buffer_action(extremes), [[-1.0, 1.0], [1.0, -1.0]])
+
+
+@pytest.mark.parametrize(
+    "obs_space, match",
+    [
+        (spaces.Tuple((spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (2,)))), "Tuple"),
+        (spaces.MultiBinary(4), "MultiBinary"),
+        (spaces.Discrete(5), "Discrete"),
+        (spaces.Text(5), "Text"),
+        (spaces.Dict({"a": spaces.Box(-1, 1, (2,)), "b": spaces.Discrete(3)}), "Discrete"),
+        (spaces.Box(0, 255, (4, 4, 3), np.uint8), "at least 5x5"),
+    ],
+)
+def test_unsupported_observation_spaces_raise(obs_space, match):
+    with pytest.raises(TypeError, match=match):
+        DreamerV2(SpaceEnv(obs_space, spaces.Discrete(2)), policy_kwargs=TINY)
+
+
+@pytest.mark.parametrize(
+    "action_space, match",
+    [
+        (spaces.MultiDiscrete([2, 3]), "MultiDiscrete"),
+        (spaces.MultiBinary(3), "MultiBinary"),
+        (spaces.Box(-np.inf, np.inf, (2,)), "bounded Box"),
+    ],
+)
+def test_unsupported_action_spaces_raise(action_space, match):
+    with pytest.raises(TypeError, match=match):
+        DreamerV2(SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), action_space), policy_kwargs=TINY)
+
+
+@pytest.mark.parametrize("where", ["observation", "reward"])
+def test_non_finite_inputs_raise_before_touching_weights(where):
+    model = DreamerV2(BadValueEnv(where), policy_kwargs=TINY, **{**FAST, "learning_starts": 1})
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    with pytest.raises(ValueError, match="non-finite " + where):
+        model.learn(50)
+    assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+
+
+def test_predict_rejects_nan_observation():
+    model = DreamerV2(BadValueEnv("observation"), policy_kwargs=TINY, **FAST)
+    with pytest.raises(ValueError, match="non-finite observation"):
+        model.predict(np.array([0.0, np.nan, 0.0], np.float32))
+
+
+def test_minatar_bool_observations_stay_one_byte():
+    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, buffer_size=1000, **FAST)
+    assert model.replay_buffer.observations["obs"].dtype == np.bool_
+    assert model.replay_buffer.observations["obs"].nbytes == 1000 * 10 * 10 * 4
+    assert not hasattr(model.replay_buffer, "next_observations") or model.replay_buffer.next_observations is None
+    model.learn(60)
+    assert model.replay_buffer.size() > 60
+
+
+def test_gym_env_instance_and_vec_env():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env(lambda: gym.make("MinAtar/Breakout-v1"), n_envs=2, seed=0)
+    model = DreamerV2(venv, policy_kwargs=TINY, **FAST)
+    model.learn(80)
+    assert model.replay_buffer.stored().min() >= 40
