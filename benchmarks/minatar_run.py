@@ -26,21 +26,11 @@ from stable_baselines3.common.monitor import Monitor
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
+from sb3_dreamer.cli import SMALL_CONFIG, random_policy_score
 
 SIZES = {
     "default": ({}, {}),
-    "small": (
-        {"batch_size": 16, "sequence_length": 32},
-        {
-            "deter_size": 128,
-            "hidden_size": 128,
-            "stoch_size": 16,
-            "classes": 16,
-            "mlp_units": 128,
-            "mlp_layers": 2,
-            "cnn_depth": 16,
-        },
-    ),
+    "small": SMALL_CONFIG,
     "tiny": (
         {"batch_size": 8, "sequence_length": 16},
         {
@@ -54,21 +44,6 @@ SIZES = {
         },
     ),
 }
-
-
-def random_score(env_id: str, episodes: int, seed: int) -> tuple[float, float]:
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    returns = []
-    for i in range(episodes):
-        env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns)), float(np.std(returns))
 
 
 class EvalAndBudget(BaseCallback):
@@ -133,7 +108,7 @@ def main() -> None:
         eval_env, args.eval_freq, args.eval_episodes, rows, args.out, time.time() + 60 * args.max_minutes
     )
     model.learn(args.steps, callback=callback)
-    rand_mean, rand_std = random_score(args.env, 100, args.seed + 20_000)
+    rand_mean, rand_std = random_policy_score(args.env, 100, args.seed + 20_000)
     print(
         f"versions: sb3_dreamer {sb3_dreamer.__version__}, torch {torch.__version__}, "
         f"python {platform.python_version()}"

@@ -21,7 +21,7 @@ from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the networks are tiny: one thread is as fast and avoids contention
 
 from sb3_dreamer import DreamerV2  # noqa: E402  (importing sb3_dreamer registers the MinAtar ids)
 
@@ -37,9 +37,9 @@ TINY = dict(
 )
 
 
-def make_callbacks(folder: str, n_envs: int) -> list:
+def make_callbacks(folder: str, n_envs: int, env_id: str = ENV_ID, vec_env_cls=None) -> list:
     # Both callbacks count calls of env.step (one call = n_envs env steps).
-    eval_env = make_vec_env(ENV_ID, n_envs=1, seed=100)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=100, vec_env_cls=vec_env_cls)
     eval_callback = EvalCallback(
         eval_env,
         eval_freq=400 // n_envs,
@@ -74,9 +74,11 @@ def main() -> None:
 
         # 2. Two SubprocVecEnv workers; the "sb3_dreamer:" prefix registers MinAtar in each worker.
         subproc = os.path.join(folder, "subproc")
-        vec_env = make_vec_env("sb3_dreamer:" + ENV_ID, n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
+        env_id = "sb3_dreamer:" + ENV_ID
+        vec_env = make_vec_env(env_id, n_envs=2, seed=0, vec_env_cls=SubprocVecEnv)
         model = DreamerV2(vec_env, seed=0, **TINY)
-        model.learn(total_timesteps=800, callback=make_callbacks(subproc, 2), progress_bar=True)
+        callbacks = make_callbacks(subproc, 2, env_id, SubprocVecEnv)  # same env type as training
+        model.learn(total_timesteps=800, callback=callbacks, progress_bar=True)
         print(f"SubprocVecEnv, 2 workers: {model.num_timesteps} env steps; files written:")
         list_outputs(subproc)
         vec_env.close()

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.env_util import make_vec_env
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the networks are tiny: one thread is as fast and avoids contention
 
 from sb3_dreamer import DreamerV2  # noqa: E402  (importing sb3_dreamer registers the MinAtar ids)
 

@@ -22,7 +22,7 @@ def test_learns_cue_env():
         policy_kwargs=dict(deter_size=32, hidden_size=32, stoch_size=4, classes=4, mlp_units=32, mlp_layers=1),
     )
     random_mean, _ = evaluate_policy(model, Monitor(CueEnv()), n_eval_episodes=20, deterministic=False)
-    model.learn(1200)
+    model.learn(2000)
     mean, _ = evaluate_policy(model, Monitor(CueEnv()), n_eval_episodes=20, deterministic=True)
     assert random_mean < 7.0  # the untrained policy is near random (5)
     assert mean >= 9.0, mean

@@ -17,7 +17,7 @@ from sb3_dreamer import DreamerV2, SequenceReplayBuffer
 
 @pytest.fixture(scope="module")
 def trained():
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=1, device="cpu", **FAST)
+    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=1, device="cpu", buffer_size=5000, **FAST)
     model.learn(120)
     return model
 

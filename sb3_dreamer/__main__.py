@@ -1,0 +1,3 @@
+from sb3_dreamer.cli import main
+
+main()
