@@ -26,7 +26,7 @@ from stable_baselines3.common.monitor import Monitor
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.cli import SMALL_CONFIG, random_policy_score
+from sb3_dreamer.cli import SMALL_CONFIG, cpu_model, random_policy_score
 
 SIZES = {
     "default": ({}, {}),
@@ -113,7 +113,7 @@ def main() -> None:
         f"versions: sb3_dreamer {sb3_dreamer.__version__}, torch {torch.__version__}, "
         f"python {platform.python_version()}"
     )
-    print(f"cpu: {platform.processor() or platform.machine()}, threads {args.threads}, device {args.device}")
+    print(f"cpu: {cpu_model()} ({os.cpu_count()} cores), threads {args.threads}, device {args.device}")
     print(f"final: {model.num_timesteps} env steps, {model._n_updates} gradient steps")
     print(
         f"DreamerV2 eval return {rows[-1]['eval_return_mean']:.2f} +- {rows[-1]['eval_return_std']:.2f} "

@@ -31,9 +31,7 @@ TINY = dict(
     sequence_length=16,
     learning_starts=200,
     buffer_size=10_000,  # rows; keeps the saved replay buffers small
-    policy_kwargs=dict(
-        deter_size=64, hidden_size=64, stoch_size=8, classes=8, mlp_units=64, mlp_layers=2, cnn_depth=8
-    ),
+    policy_kwargs=dict(deter_size=64, hidden_size=64, stoch_size=8, classes=8, mlp_units=64, mlp_layers=2, cnn_depth=8),
 )
 
 

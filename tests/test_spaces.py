@@ -59,6 +59,20 @@ def test_image_layout_inference():
     assert observation_parts(IMAGE_SPACES["float_chw"])[0].shape == (4, 9, 9)
     assert observation_parts(IMAGE_SPACES["uint8_chw"])[0].shape == (3, 16, 16)
     assert observation_parts(spaces.Box(0.0, 1.0, (6, 9, 9)), channels_last=True)[0].shape == (9, 6, 9)
+    # uint8 pixels follow SB3's VecTransposeImage, before and after it, whatever channels_last says
+    hwc = spaces.Box(0, 255, (64, 48, 3), np.uint8)
+    chw = spaces.Box(0, 255, (3, 64, 48), np.uint8)
+    for flag in (None, True, False):
+        assert observation_parts(hwc, channels_last=flag)[0].shape == (3, 64, 48)
+        assert observation_parts(chw, channels_last=flag)[0].shape == (3, 64, 48)
+
+
+def test_uint8_hwc_env_with_channels_last_flag_trains():
+    model = DreamerV2(
+        SpaceEnv(IMAGE_SPACES["uint8_hwc"], spaces.Discrete(2)), policy_kwargs={**TINY, "channels_last": True}, **FAST
+    )
+    model.learn(50)
+    assert model.policy.parts[0].shape == (3, 16, 16)
 
 
 @pytest.mark.parametrize("name", list(ACTION_SPACES))

@@ -217,10 +217,13 @@ class Dreamer(OffPolicyAlgorithm):
     def _update_learning_rate(self, optimizers: Any) -> None:  # type: ignore[override]
         progress = self._current_progress_remaining
         policy = self.policy
-        self.logger.record("train/learning_rate", self.lr_schedule(progress))
-        update_learning_rate(policy.wm_optimizer, self.lr_schedule(progress))
-        update_learning_rate(policy.actor_optimizer, self.actor_lr_schedule(progress))
-        update_learning_rate(policy.critic_optimizer, self.critic_lr_schedule(progress))
+        for key, optimizer, schedule in (
+            ("learning_rate", policy.wm_optimizer, self.lr_schedule),
+            ("actor_learning_rate", policy.actor_optimizer, self.actor_lr_schedule),
+            ("critic_learning_rate", policy.critic_optimizer, self.critic_lr_schedule),
+        ):
+            self.logger.record(f"train/{key}", schedule(progress))
+            update_learning_rate(optimizer, schedule(progress))
 
     def _optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer, module: th.nn.Module, name: str) -> th.Tensor:
         optimizer.zero_grad(set_to_none=True)

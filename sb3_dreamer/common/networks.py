@@ -93,11 +93,12 @@ def _box_part(key: str, space: spaces.Space, channels_last: bool | None) -> ObsP
         shape = (*shape, 1)
         channels_last = True
     if len(shape) == 3:
-        if channels_last is None:
-            if is_image_space(space, check_channels=False):
-                channels_last = not is_image_space_channels_first(space)  # type: ignore[arg-type]
-            else:  # MinAtar-like planes: channels last unless the first axis is clearly the smallest
-                channels_last = shape[-1] <= shape[0]
+        if is_image_space(space, check_channels=False):
+            # uint8 pixels: SB3's VecTransposeImage hands the policy channels-first images, using
+            # this same test, so follow it whatever ``channels_last`` says
+            channels_last = not is_image_space_channels_first(space)  # type: ignore[arg-type]
+        elif channels_last is None:  # MinAtar-like planes: channels last unless the last axis is the larger
+            channels_last = shape[-1] <= shape[0]
         c, h, w = (shape[2], shape[0], shape[1]) if channels_last else shape
         if min(h, w) < MIN_IMAGE_SIZE:
             raise TypeError(
@@ -151,8 +152,8 @@ def _stages(h: int, w: int) -> list[tuple[int, int]]:
 
 
 class ConvEncoder(nn.Module):
-    """A 3x3 stride-1 convolution, then 4x4 stride-2 stages until the image is at most 7 pixels
-    on its short side (10x10 MinAtar: one stage to 5x5; 64x64: four stages to 4x4)."""
+    """A 3x3 stride-1 convolution, then 4x4 stride-2 stages (at most four) while the short side
+    is 8 pixels or more (10x10 MinAtar: one stage to 5x5; 64x64: four stages to 4x4)."""
 
     def __init__(self, channels: int, height: int, width: int, depth: int) -> None:
         super().__init__()
