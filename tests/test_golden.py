@@ -184,3 +184,54 @@ def test_per_env_streams_are_contiguous():
     assert stream0 == [0, 1, 2, 3, 4]
     assert stream1 == [100, 101, 102, 102, 103, 104]
     assert buffer.is_first[:6, 1].tolist() == [True, False, False, True, False, False]
+
+
+def test_box_entropy_estimate_is_reparameterised():
+    from sb3_dreamer.common.distributions import TanhGaussian
+
+    th.manual_seed(0)
+    std = th.full((20000, 1), 0.1, requires_grad=True)
+    dist = TanhGaussian(th.zeros(20000, 1), std)
+    action = dist.rsample()
+    (-dist.log_prob(action)).mean().backward()  # entropy estimate with the sample's gradient path
+    assert std.grad.sum() > 0.5  # d H / d sigma = 1 / sigma for a narrow Gaussian: widening raises entropy
+    std.grad = None
+    (-dist.log_prob(action.detach())).mean().backward()  # score function only: zero in expectation
+    assert abs(std.grad.sum()) < 0.5
+
+
+def _counter_model(env):
+    from conftest import TINY
+
+    from sb3_dreamer import DreamerV2
+
+    model = DreamerV2(env, policy_kwargs=TINY, learning_starts=10_000, buffer_size=100, train_freq=1)
+    model.learn(8)
+    buffer = model.replay_buffer
+    rows = buffer.stored()[0]
+    return buffer, rows
+
+
+def test_termination_through_learn_stores_the_final_observation():
+    from envs import CounterEnv
+
+    buffer, rows = _counter_model(CounterEnv(episode_length=3))
+    obs = buffer.observations["obs"][:rows, 0]
+    # two full episodes of 3 steps (4 rows each) and the start of a third
+    assert obs[:, 0].tolist()[:8] == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert obs[:, 1].tolist()[:8] == [0, 0, 0, 0, 1, 1, 1, 1]  # the final observation, not the next reset
+    assert buffer.rewards[:8, 0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert buffer.is_terminal[:8, 0].tolist() == [False, False, False, True] * 2
+    assert buffer.is_last[:8, 0].tolist() == [False, False, False, True] * 2
+    assert buffer.is_first[:8, 0].tolist() == [True, False, False, False] * 2
+
+
+def test_truncation_through_learn_is_not_termination():
+    import gymnasium as gym
+    from envs import CounterEnv
+
+    buffer, rows = _counter_model(gym.wrappers.TimeLimit(CounterEnv(episode_length=3), max_episode_steps=2))
+    obs = buffer.observations["obs"][:rows, 0]
+    assert obs[:6, 0].tolist() == [0, 1, 2, 0, 1, 2]  # the truncated episode keeps its real last frame
+    assert buffer.is_terminal[:6, 0].tolist() == [False] * 6  # continue target stays 1: truncation bootstraps
+    assert buffer.is_last[:6, 0].tolist() == [False, False, True] * 2

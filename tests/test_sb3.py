@@ -120,7 +120,7 @@ def test_logger_records_dreamer_keys():
     model.learn(100, log_interval=1)
     for key in (
         "model_loss",
-        "image_loss",
+        "reconstruction_loss",
         "reward_loss",
         "discount_loss",
         "kl",

@@ -70,13 +70,18 @@ class Actor(nn.Module):
         return dist.mode() if deterministic else dist.rsample()
 
     def log_prob_entropy(self, feat: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(ln p(action | feat), entropy H[a | feat]); the entropy of the squashed Gaussian is the
-        one-sample estimate ``-ln p(action)``."""
+        """(ln p(sg(action) | feat) for REINFORCE, entropy H[a | feat]).
+
+        Discrete: the exact entropy. Box: the squashed Gaussian has no closed form, so the entropy
+        is the reparameterised one-sample estimate ``-ln p(action)``; ``action`` must then be the
+        ``rsample`` drawn from this actor, with its gradient path kept (a detached sample would
+        give a score-function gradient that is zero in expectation).
+        """
         if self.discrete:
             logits = self.net(feat)
-            return categorical_log_prob(logits, action), categorical_entropy(logits)
-        log_prob = self.gaussian(feat).log_prob(action)
-        return log_prob, -log_prob
+            return categorical_log_prob(logits, action.detach()), categorical_entropy(logits)
+        dist = self.gaussian(feat)
+        return dist.log_prob(action.detach()), -dist.log_prob(action)
 
 
 def critic_net(feat_dim: int, layers: int, units: int) -> nn.Module:
@@ -156,7 +161,9 @@ def behavior_losses(
     ``actor_grad_mix`` is rho: 1 = REINFORCE (Discrete), 0 = dynamics backpropagation (Box).
     """
     start = RSSMState(*(x.detach().flatten(0, 1) for x in posterior))
-    reinforce_only = actor_grad_mix == 1.0
+    # Discrete REINFORCE needs no gradient through imagination; Box actions always need the
+    # reparameterised sample for their entropy estimate.
+    reinforce_only = actor_grad_mix == 1.0 and actor.discrete
     with frozen(world_model, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
         feats, actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
@@ -167,11 +174,11 @@ def behavior_losses(
         weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
         baseline = target_critic(feats[:-1]).squeeze(-1)
     policy_feats = feats[:-1].detach()
-    log_prob, entropy = actor.log_prob_entropy(policy_feats, actions.detach())
+    log_prob, entropy = actor.log_prob_entropy(policy_feats, actions)
     advantage = (returns - baseline).detach()
     # Eq. 6: -rho ln p(a_t) sg(V^lambda_t - v(z_t)) - (1 - rho) V^lambda_t - eta H[a_t | z_t]
     objective = actor_grad_mix * log_prob * advantage + entropy_coef * entropy
-    if not reinforce_only:
+    if actor_grad_mix < 1.0:
         objective = objective + (1.0 - actor_grad_mix) * returns
     actor_loss = -(weights * objective).mean()
     # Eq. 5: 1/2 (v(z_t) - sg(V^lambda_t))^2

@@ -82,15 +82,15 @@ class WorldModel(nn.Module):
         embed = self.encoder(inputs)
         post, prior_logits = self.rssm.observe(embed, batch.prev_actions, batch.is_first)
         feat = post.feat
-        image_loss = self.decoder.nll(feat, inputs).mean()  # -ln p(x_t | h_t, z_t)
+        reconstruction_loss = self.decoder.nll(feat, inputs).mean()  # -ln p(x_t | h_t, z_t)
         reward_loss = unit_gaussian_nll(self.reward(feat), batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
         # -ln p(gamma_t | h_t, z_t): Bernoulli on "x_t is not terminal"; truncation keeps target 1
         discount_loss = bernoulli_nll(self.discount_head(feat).squeeze(-1), 1.0 - batch.is_terminal).mean()
         kl_loss, kl_value = balanced_kl(post.logits, prior_logits, kl_balance, free_nats)  # Algorithm 2
-        loss = image_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_scale * kl_loss
+        loss = reconstruction_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_scale * kl_loss
         metrics = {
             "model_loss": loss,
-            "image_loss": image_loss,
+            "reconstruction_loss": reconstruction_loss,
             "reward_loss": reward_loss,
             "discount_loss": discount_loss,
             "kl": kl_value.mean(),
