@@ -5,7 +5,7 @@ import warnings
 import pytest
 import torch
 
-torch.set_num_threads(int(os.environ.get("SB3_DREAMER_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("SB3_DREAMER_TEST_THREADS", "1")))  # tiny models: 1 is fastest
 sys.path.insert(0, os.path.dirname(__file__))
 
 #: A model small enough to train in a blink.

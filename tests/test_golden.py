@@ -192,12 +192,29 @@ def test_box_entropy_estimate_is_reparameterised():
     th.manual_seed(0)
     std = th.full((20000, 1), 0.1, requires_grad=True)
     dist = TanhGaussian(th.zeros(20000, 1), std)
-    action = dist.rsample()
-    (-dist.log_prob(action)).mean().backward()  # entropy estimate with the sample's gradient path
+    _, x = dist.rsample()
+    (-dist.log_prob_pre_tanh(x)).mean().backward()  # entropy estimate with the sample's gradient path
     assert std.grad.sum() > 0.5  # d H / d sigma = 1 / sigma for a narrow Gaussian: widening raises entropy
     std.grad = None
-    (-dist.log_prob(action.detach())).mean().backward()  # score function only: zero in expectation
+    (-dist.log_prob_pre_tanh(x.detach())).mean().backward()  # score function only: zero in expectation
     assert abs(std.grad.sum()) < 0.5
+
+
+def test_tanh_gaussian_log_prob_is_exact_when_saturated():
+    from sb3_dreamer.common.distributions import TanhGaussian
+
+    x = th.linspace(-12.0, 12.0, 49, dtype=th.float64)  # tanh(x) rounds to +-1 in float32 beyond ~9
+    mean, std = 0.5, 5.0
+    # reference: log N(x; mean, std) + 2 log cosh(x), with log cosh(x) = |x| + log1p(exp(-2|x|)) - log 2
+    normal = -0.5 * ((x - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
+    reference = normal + 2 * (x.abs() + th.log1p(th.exp(-2 * x.abs())) - np.log(2))
+    dist = TanhGaussian(th.full((49, 1), mean), th.full((49, 1), std))
+    got = dist.log_prob_pre_tanh(x.float().unsqueeze(-1))
+    assert th.allclose(got.double(), reference, atol=1e-4)
+    # replayed actions go through atanh: exact away from saturation
+    inner = x.abs() < 3
+    via_action = dist.log_prob(th.tanh(x.float()).unsqueeze(-1))
+    assert th.allclose(via_action.double()[inner], reference[inner], atol=1e-3)
 
 
 def _counter_model(env):

@@ -144,7 +144,11 @@ class Dreamer(OffPolicyAlgorithm):
         self._setup_lr_schedule()
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
-        self.policy_kwargs.update(actor_lr=self.actor_lr_schedule(1.0), critic_lr=self.critic_lr_schedule(1.0))
+        self.policy_kwargs = {  # a copy: never mutate the dict the user passed
+            **self.policy_kwargs,
+            "actor_lr": self.actor_lr_schedule(1.0),
+            "critic_lr": self.critic_lr_schedule(1.0),
+        }
         super()._setup_model()
         if self.actor_grad_mix is None:  # DreamerV2 "auto": REINFORCE for Discrete, dynamics for Box
             self.actor_grad_mix = 1.0 if isinstance(self.action_space, spaces.Discrete) else 0.0
@@ -236,6 +240,10 @@ class Dreamer(OffPolicyAlgorithm):
                 "Check the environment's observations and rewards for extreme values."
             ) from error
         optimizer.step()
+        if self.policy.weight_decay > 0.0:  # decoupled, lr-independent decay (danijar/dreamerv2)
+            with th.no_grad():
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                th._foreach_mul_(params, 1.0 - self.policy.weight_decay)
         return norm
 
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:

@@ -61,27 +61,32 @@ class Actor(nn.Module):
         return TanhGaussian(mean, std)
 
     def act(self, feat: th.Tensor, deterministic: bool = False) -> th.Tensor:
-        """An action for ``feat``: straight-through one-hot (Discrete) or reparameterised (Box)."""
+        """An action for ``feat``: straight-through one-hot (Discrete) or in [-1, 1] (Box)."""
+        if deterministic:
+            return mode_one_hot(self.net(feat)) if self.discrete else self.gaussian(feat).mode()
+        return self.sample(feat)[0]
+
+    def sample(self, feat: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """A sample with a gradient path: (action, raw) where raw is the straight-through one-hot
+        (Discrete) or the pre-tanh Gaussian sample (Box), as :meth:`log_prob_entropy` needs it."""
         if self.discrete:
             logits = self.net(feat)
-            one_hot = mode_one_hot(logits) if deterministic else sample_one_hot(logits)
-            return straight_through(one_hot, logits)
-        dist = self.gaussian(feat)
-        return dist.mode() if deterministic else dist.rsample()
+            action = straight_through(sample_one_hot(logits), logits)
+            return action, action
+        return self.gaussian(feat).rsample()
 
-    def log_prob_entropy(self, feat: th.Tensor, action: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(ln p(sg(action) | feat) for REINFORCE, entropy H[a | feat]).
+    def log_prob_entropy(self, feat: th.Tensor, raw: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(ln p(sg(action) | feat) for REINFORCE, entropy H[a | feat]), from :meth:`sample`'s ``raw``.
 
         Discrete: the exact entropy. Box: the squashed Gaussian has no closed form, so the entropy
-        is the reparameterised one-sample estimate ``-ln p(action)``; ``action`` must then be the
-        ``rsample`` drawn from this actor, with its gradient path kept (a detached sample would
-        give a score-function gradient that is zero in expectation).
+        is the reparameterised one-sample estimate ``-ln p(tanh(x))``, which keeps the gradient
+        path of ``x`` (a detached sample would give a score-function gradient, zero in expectation).
         """
         if self.discrete:
             logits = self.net(feat)
-            return categorical_log_prob(logits, action.detach()), categorical_entropy(logits)
+            return categorical_log_prob(logits, raw.detach()), categorical_entropy(logits)
         dist = self.gaussian(feat)
-        return dist.log_prob(action.detach()), -dist.log_prob(action)
+        return dist.log_prob_pre_tanh(raw.detach()), -dist.log_prob_pre_tanh(raw)
 
 
 def critic_net(feat_dim: int, layers: int, units: int) -> nn.Module:
@@ -130,16 +135,17 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[th.Tensor, th.Tensor]:
     """Roll the prior forward ``horizon`` steps from ``start`` (flat ``(N, ...)``), acting with ``actor``.
 
-    :return: (features ``(H+1, N, F)`` of s_0..s_H, actions ``(H, N, A)`` with a_t taken in s_t)
+    :return: (features ``(H+1, N, F)`` of s_0..s_H, raw actions ``(H, N, A)`` with a_t taken in
+        s_t, in the format of :meth:`Actor.sample`)
     """
     state = start
-    feats, actions = [state.feat], []
+    feats, raws = [state.feat], []
     for _ in range(horizon):
-        action = actor.act(feats[-1].detach())  # the policy sees sg(state): its gradient is REINFORCE/dynamics only
+        action, raw = actor.sample(feats[-1].detach())  # the policy sees sg(state): V2's actor input
         state = rssm.img_step(state, action)
         feats.append(state.feat)
-        actions.append(action)
-    return th.stack(feats, 0), th.stack(actions, 0)
+        raws.append(raw)
+    return th.stack(feats, 0), th.stack(raws, 0)
 
 
 def behavior_losses(
@@ -165,7 +171,7 @@ def behavior_losses(
     # reparameterised sample for their entropy estimate.
     reinforce_only = actor_grad_mix == 1.0 and actor.discrete
     with frozen(world_model, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
-        feats, actions = imagine(world_model.rssm, actor, start, horizon)
+        feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:])  # c_{t+1}
         values = target_critic(feats[1:]).squeeze(-1)  # v(s_{t+1}) from the target network
@@ -174,10 +180,12 @@ def behavior_losses(
         weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
         baseline = target_critic(feats[:-1]).squeeze(-1)
     policy_feats = feats[:-1].detach()
-    log_prob, entropy = actor.log_prob_entropy(policy_feats, actions)
+    log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)
     advantage = (returns - baseline).detach()
     # Eq. 6: -rho ln p(a_t) sg(V^lambda_t - v(z_t)) - (1 - rho) V^lambda_t - eta H[a_t | z_t]
-    objective = actor_grad_mix * log_prob * advantage + entropy_coef * entropy
+    objective = entropy_coef * entropy
+    if actor_grad_mix > 0.0:
+        objective = objective + actor_grad_mix * log_prob * advantage
     if actor_grad_mix < 1.0:
         objective = objective + (1.0 - actor_grad_mix) * returns
     actor_loss = -(weights * objective).mean()

@@ -78,27 +78,32 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 class TanhGaussian:
     """A diagonal Gaussian squashed by ``tanh`` into [-1, 1] (the bounded actor for Box actions).
 
-    ``mean`` and ``std`` parameterise the pre-tanh Gaussian. The entropy of the squashed
-    distribution has no closed form; :meth:`entropy` returns the one-sample estimate
-    ``-log p(a)`` of the reparameterised sample, as in Dreamer (V1) and SAC.
+    ``mean`` and ``std`` parameterise the pre-tanh Gaussian. Densities are computed from the
+    pre-tanh value ``x`` (exact even where ``tanh(x)`` rounds to +-1); :meth:`log_prob` recovers
+    ``x`` with ``atanh`` only for actions that come from elsewhere (e.g. the replay). The squashed
+    entropy has no closed form: use ``-log_prob_pre_tanh(x)`` of a reparameterised sample.
     """
 
     def __init__(self, mean: th.Tensor, std: th.Tensor) -> None:
         self.mean = mean
         self.std = std
 
-    def rsample(self) -> th.Tensor:
-        return th.tanh(self.mean + self.std * th.randn_like(self.mean))
+    def rsample(self) -> tuple[th.Tensor, th.Tensor]:
+        """A reparameterised sample: (action ``tanh(x)``, pre-tanh ``x``)."""
+        x = self.mean + self.std * th.randn_like(self.mean)
+        return th.tanh(x), x
 
     def mode(self) -> th.Tensor:
         return th.tanh(self.mean)
 
+    def log_prob_pre_tanh(self, x: th.Tensor) -> th.Tensor:
+        """log p(tanh(x)) = log N(x) - log |d tanh / dx|, with log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x))."""
+        normal = -0.5 * ((x - self.mean) / self.std) ** 2 - self.std.log() - _LOG_SQRT_2PI
+        log_det = 2.0 * (math.log(2.0) - x - F.softplus(-2.0 * x))
+        return (normal - log_det).sum(-1)
+
     def log_prob(self, action: th.Tensor) -> th.Tensor:
-        action = action.clamp(-1.0 + 1e-6, 1.0 - 1e-6)
-        pre_tanh = th.atanh(action)
-        normal = -0.5 * ((pre_tanh - self.mean) / self.std) ** 2 - self.std.log() - _LOG_SQRT_2PI
-        jacobian = th.log1p(-action.pow(2) + 1e-6)
-        return (normal - jacobian).sum(-1)
+        return self.log_prob_pre_tanh(th.atanh(action.clamp(-1.0 + 1e-6, 1.0 - 1e-6)))
 
 
 def bernoulli_nll(logits: th.Tensor, target: th.Tensor) -> th.Tensor:

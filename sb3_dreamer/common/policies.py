@@ -53,7 +53,9 @@ class DreamerPolicy(BasePolicy):
     :param mlp_layers: Hidden layers of every MLP (vector encoder/decoder, heads, actor, critic)
     :param mlp_units: Width of every MLP
     :param cnn_depth: Channels of the first convolution (doubled at each stride-2 stage, up to 8x)
-    :param channels_last: Layout of 3-D image observations; ``None`` infers it (see docs)
+    :param channels_last: Layout of 3-D non-uint8 image observations; ``None`` infers it (see docs)
+    :param weight_decay: Decoupled weight decay, applied as ``w <- (1 - weight_decay) w`` after
+        every optimizer step, independently of the learning rate (danijar/dreamerv2's optimizer)
     :param optimizer_class: Optimizer of all three parts
     :param optimizer_kwargs: Extra optimizer arguments
     """
@@ -73,11 +75,12 @@ class DreamerPolicy(BasePolicy):
         mlp_units: int = 200,
         cnn_depth: int = 32,
         channels_last: bool | None = None,
-        optimizer_class: type[th.optim.Optimizer] = th.optim.AdamW,
+        weight_decay: float = 1e-6,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if optimizer_kwargs is None:
-            optimizer_kwargs = {"eps": 1e-5, "weight_decay": 1e-6}
+            optimizer_kwargs = {"eps": 1e-5}
         super().__init__(
             observation_space,
             action_space,
@@ -99,6 +102,7 @@ class DreamerPolicy(BasePolicy):
             cnn_depth=cnn_depth,
         )
         self.channels_last = channels_last
+        self.weight_decay = weight_decay
         self.actor_lr, self.critic_lr = actor_lr, critic_lr
         self._build(lr_schedule)
 
@@ -124,6 +128,7 @@ class DreamerPolicy(BasePolicy):
             actor_lr=self.actor_lr,
             critic_lr=self.critic_lr,
             channels_last=self.channels_last,
+            weight_decay=self.weight_decay,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
         )

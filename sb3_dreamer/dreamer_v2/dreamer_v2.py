@@ -57,8 +57,9 @@ class DreamerV2(Dreamer):
         ``deter_size`` 200 (MinAtar; paper 600), ``hidden_size`` 200 (MinAtar; paper 600),
         ``stoch_size`` 32 and ``classes`` 32 (paper; MinAtar 20 x 20), ``mlp_layers`` 3
         (MinAtar; paper 4), ``mlp_units`` 200 (MinAtar 100, paper 400), ``cnn_depth`` 32
-        (MinAtar 16, paper 48), ``channels_last`` (``None`` = inferred), ``optimizer_class``
-        AdamW with ``eps`` 1e-5 and ``weight_decay`` 1e-6 (paper)
+        (MinAtar 16, paper 48), ``channels_last`` (``None`` = inferred), ``weight_decay`` 1e-6
+        per step, decoupled from the learning rate (paper code), ``optimizer_class`` Adam with
+        ``eps`` 1e-5 (paper)
     :param stats_window_size: Episodes averaged in ``rollout/`` logs
     :param tensorboard_log: TensorBoard log folder
     :param verbose: 0 silent, 1 training info, 2 debug
@@ -79,6 +80,14 @@ class DreamerV2(Dreamer):
       ``predict(..., deterministic=True)`` is repeatable (the paper samples the latent).
     - **Box actions** use a tanh-squashed Gaussian (DreamerV1) instead of a truncated normal.
     - No reward clipping (MinAtar rewards are 0/1; the paper's Atari ``tanh`` is not applied).
+
+    The loss defaults are the paper's Atari ones, tuned for discrete actions. For continuous
+    control the paper's DMC configuration differs: ``kl_scale=1.0``, ``free_nats=1.0``,
+    ``entropy_coef=1e-4``, and no discount head (use ``discount_scale=0`` for tasks that never
+    terminate).
+
+    With ``VecNormalize``, observations and rewards are stored as the policy sees them
+    (normalised with the statistics of the moment), unlike SB3's own buffers.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
