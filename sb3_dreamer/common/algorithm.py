@@ -201,16 +201,18 @@ class Dreamer(OffPolicyAlgorithm):
         if not np.isfinite(reward).all():
             raise ValueError(f"The environment returned a non-finite reward (NaN or inf): {reward}.")
         check_finite_observation(new_obs)
-        next_obs = {k: v.copy() for k, v in new_obs.items()} if isinstance(new_obs, dict) else new_obs.copy()
-        for i, done in enumerate(dones):
-            if done and infos[i].get("terminal_observation") is not None:
-                terminal = infos[i]["terminal_observation"]
-                check_finite_observation(terminal)
-                if isinstance(next_obs, dict):
-                    for key in next_obs:
-                        next_obs[key][i] = terminal[key]
-                else:
-                    next_obs[i] = terminal
+        next_obs = new_obs
+        ended = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
+        if ended:  # swap in the real final observations, on a copy (new_obs is what the policy acts on next)
+            next_obs = {k: v.copy() for k, v in new_obs.items()} if isinstance(new_obs, dict) else new_obs.copy()
+        for i in ended:
+            terminal = infos[i]["terminal_observation"]
+            check_finite_observation(terminal)
+            if isinstance(next_obs, dict):
+                for key in next_obs:
+                    next_obs[key][i] = terminal[key]
+            else:
+                next_obs[i] = terminal
         replay_buffer.add(  # type: ignore[call-arg]
             self._last_obs, next_obs, buffer_action, reward, dones, infos, episode_start=self._last_episode_starts
         )
@@ -335,10 +337,7 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, po
 def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str) -> None:
     """Check that ``path`` is an SB3 zip saved by ``algorithm`` before SB3 unpickles anything."""
     name = getattr(path, "name", path)
-    try:
-        file = open_path(path, "r", verbose=0, suffix="zip")  # type: ignore[arg-type]
-    except FileNotFoundError:
-        raise
+    file = open_path(path, "r", verbose=0, suffix="zip")  # type: ignore[arg-type]
     start = file.tell() if file.seekable() else None
     try:
         with zipfile.ZipFile(file) as archive:
