@@ -23,9 +23,10 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.cli import SMALL_CONFIG, cpu_model
+from sb3_dreamer.cli import cpu_model
+from sb3_dreamer.dreamer_v2.sizes import SIZES as ALL_SIZES
 
-SIZES = {"default": ({}, {}), "small": SMALL_CONFIG}
+SIZES = {name: ALL_SIZES[name] for name in ("default", "small")}
 
 
 def grad_step_seconds(model: DreamerV2, repeats: int) -> list[float]:

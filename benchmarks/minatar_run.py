@@ -26,24 +26,8 @@ from stable_baselines3.common.monitor import Monitor
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.cli import SMALL_CONFIG, cpu_model, random_policy_score
-
-SIZES = {
-    "default": ({}, {}),
-    "small": SMALL_CONFIG,
-    "tiny": (
-        {"batch_size": 8, "sequence_length": 16},
-        {
-            "deter_size": 64,
-            "hidden_size": 64,
-            "stoch_size": 8,
-            "classes": 8,
-            "mlp_units": 64,
-            "mlp_layers": 2,
-            "cnn_depth": 8,
-        },
-    ),
-}
+from sb3_dreamer.cli import cpu_model, random_policy_score
+from sb3_dreamer.dreamer_v2.sizes import SIZES
 
 
 class EvalAndBudget(BaseCallback):

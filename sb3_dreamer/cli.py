@@ -7,24 +7,16 @@ progress bar, then prints its evaluation score beside a uniformly random policy'
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import gymnasium as gym
 import numpy as np
 
-#: A small DreamerV2 configuration for CPU runs: (algorithm arguments, policy_kwargs).
-SMALL_CONFIG: tuple[dict, dict] = (
-    {"batch_size": 16, "sequence_length": 32, "train_freq": 8},
-    {
-        "deter_size": 128,
-        "hidden_size": 128,
-        "stoch_size": 16,
-        "classes": 16,
-        "mlp_units": 128,
-        "mlp_layers": 2,
-        "cnn_depth": 16,
-    },
-)
+from sb3_dreamer.dreamer_v2.sizes import SIZES
+
+#: The small DreamerV2 configuration for CPU runs: (algorithm arguments, policy_kwargs).
+SMALL_CONFIG: tuple[dict, dict] = SIZES["small"]
 
 
 def random_policy_score(env_id: str, episodes: int, seed: int) -> tuple[float, float]:
@@ -85,7 +77,43 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="auto")
+    c = sub.add_parser(
+        "compare",
+        help="run algorithms side by side (same envs, seeds, budget, evaluation): CSVs, summary.md, curves.png",
+        description="Run every (env, algorithm, seed) not finished in --out, then write summary.md, curves.png "
+        "and meta.json there. See docs/compare.md.",
+    )
+    c.add_argument("--env", nargs="+", required=True, help="gymnasium ids, e.g. MinAtar/Breakout-v1")
+    c.add_argument("--algo", nargs="+", default=["dreamerv2", "dqn"], help="dreamerv2, dqn, dqn-sb3, qrdqn")
+    c.add_argument("--steps", type=float, default=100_000, help="budget in env steps per run")
+    c.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. n-1)")
+    c.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds (instead of --seeds)")
+    c.add_argument("--out", default="results", help="output folder (finished runs in it are skipped)")
+    c.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (default steps/20)")
+    c.add_argument("--eval-episodes", type=int, default=10)
+    c.add_argument("--dreamer-size", default="default", help="DreamerV2 size: default, small or tiny")
+    c.add_argument("--device", default="auto", help="torch device for every run: auto, cpu, cuda")
+    c.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores / jobs)")
+    c.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        from sb3_dreamer.compare import compare
+
+        compare(
+            args.env,
+            args.algo,
+            steps=int(args.steps),
+            seeds=args.seed_list if args.seed_list else args.seeds,
+            out=args.out,
+            eval_freq=args.eval_freq,
+            eval_episodes=args.eval_episodes,
+            dreamer_size=args.dreamer_size,
+            device=args.device,
+            threads=args.threads,
+            jobs=args.jobs,
+            command=" ".join(["sb3-dreamer", *(argv if argv is not None else sys.argv[1:])]),
+        )
+        return
     if args.command in (None, "demo"):
         if args.command is None:
             args = parser.parse_args(["demo", *(argv or [])])

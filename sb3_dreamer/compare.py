@@ -1,0 +1,750 @@
+"""Side-by-side comparison of algorithms on the same games, seeds, budget and evaluation protocol.
+
+Command line (``sb3-dreamer compare --help``)::
+
+    sb3-dreamer compare --env MinAtar/Breakout-v1 MinAtar/Asterix-v1 --algo dreamerv2 dqn \\
+        --steps 100000 --seeds 3 --out results/
+
+Python::
+
+    from sb3_dreamer.compare import compare
+    summary = compare(["MinAtar/Breakout-v1"], ["dreamerv2", "dqn"], steps=100_000, seeds=3, out="results/")
+
+Every run sees the same env (:func:`sb3_dreamer.envs.make_env`: the id plus the shared wrappers),
+the same seed (training env and algorithm seeded with ``seed``, the evaluation env with
+``seed + 10000``), the same budget in env steps, and the same evaluation: every ``eval_freq``
+steps (and at steps 0 and ``steps``), ``eval_episodes`` greedy episodes on the evaluation env.
+Training-episode returns are recorded beside it. The output folder receives:
+
+- ``runs/<env>__<algo>__seed<k>.csv``: one row per evaluation (:data:`CSV_COLUMNS`);
+- ``summary.md``: per game and algorithm, final evaluation return (mean and 95% t-interval over
+  seeds), area under the learning curve, training wall time, and ratios against DQN;
+- ``curves.png``: one panel per game, mean and 95% band per algorithm against env steps;
+- ``meta.json``: the protocol, commands, package versions, device, CPU/GPU model and dates.
+
+Re-running a command skips finished runs: an interruption loses at most the runs in progress.
+A folder is tied to one protocol (budget, evaluation, model size); a different protocol in the
+same folder is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+
+from sb3_dreamer.envs import MINATAR_WRAPPERS, make_env, register_envs
+
+#: Columns of every per-run CSV.
+CSV_COLUMNS = (
+    "env",
+    "algo",
+    "seed",
+    "env_step",
+    "eval_return_mean",
+    "eval_return_std",
+    "eval_episodes",
+    "train_return_mean",
+    "train_episodes",
+    "wall_seconds",
+    "eval_seconds",
+)
+EVAL_SEED_OFFSET = 10_000
+RANDOM_EPISODES = 100
+
+
+# --------------------------------------------------------------------------------------------- algorithms
+
+
+def warmup_steps(steps: int) -> int:
+    """Random warm-up (``learning_starts``) for a budget: the MinAtar DQN paper's 5000 steps,
+    capped at 5% of short budgets; used for every algorithm that has one, so all start learning
+    at the same step."""
+    from sb3_dreamer.presets import minatar_dqn_schedule
+
+    return minatar_dqn_schedule(steps)[0]
+
+
+def _dreamerv2_kwargs(steps: int, size: str) -> dict[str, Any]:
+    from sb3_dreamer.dreamer_v2.sizes import SIZES
+
+    if size not in SIZES:
+        raise ValueError(f"Unknown DreamerV2 size {size!r}; choose from {sorted(SIZES)}.")
+    kwargs, policy_kwargs = SIZES[size]
+    return {**kwargs, "policy_kwargs": dict(policy_kwargs), "learning_starts": warmup_steps(steps)}
+
+
+def _dqn_kwargs(steps: int, size: str) -> dict[str, Any]:
+    from sb3_dreamer.presets import minatar_dqn_kwargs
+
+    return minatar_dqn_kwargs(steps)
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """How ``compare`` builds one algorithm: its class, policy and keyword arguments for a budget."""
+
+    label: str
+    make_class: Callable[[], type[BaseAlgorithm]]
+    policy: str
+    kwargs: Callable[[int, str], dict[str, Any]]  # (steps, dreamer size) -> constructor kwargs
+    description: str
+
+    def build(self, env: VecEnv, steps: int, size: str, seed: int, device: str) -> BaseAlgorithm:
+        cls = self.make_class()
+        return cls(self.policy, env, seed=seed, device=device, verbose=0, **self.kwargs(steps, size))
+
+
+def _dreamerv2_class() -> type[BaseAlgorithm]:
+    from sb3_dreamer import DreamerV2
+
+    return DreamerV2
+
+
+def _dqn_class() -> type[BaseAlgorithm]:
+    from stable_baselines3 import DQN
+
+    return DQN
+
+
+def _qrdqn_class() -> type[BaseAlgorithm]:
+    from sb3_contrib import QRDQN
+
+    return QRDQN
+
+
+#: The ``--algo`` choices.
+ALGORITHMS: dict[str, Algorithm] = {
+    "dreamerv2": Algorithm(
+        "DreamerV2",
+        _dreamerv2_class,
+        "MlpPolicy",
+        _dreamerv2_kwargs,
+        "sb3_dreamer.DreamerV2 at the chosen --dreamer-size, learning_starts = warmup_steps(steps)",
+    ),
+    "dqn": Algorithm(
+        "DQN (MinAtar paper)",
+        _dqn_class,
+        "MlpPolicy",
+        _dqn_kwargs,
+        "stable_baselines3.DQN with sb3_dreamer.presets.minatar_dqn_kwargs(steps)",
+    ),
+    "dqn-sb3": Algorithm(
+        "DQN (SB3 defaults)",
+        _dqn_class,
+        "MlpPolicy",
+        lambda steps, size: {},
+        "stable_baselines3.DQN('MlpPolicy') with SB3's default arguments",
+    ),
+    "qrdqn": Algorithm(
+        "QR-DQN (sb3-contrib defaults)",
+        _qrdqn_class,
+        "MlpPolicy",
+        lambda steps, size: {},
+        "sb3_contrib.QRDQN('MlpPolicy') with sb3-contrib's default arguments",
+    ),
+}
+#: Algorithms that ratios are taken against, in order of preference.
+BASELINES = ("dqn", "dqn-sb3", "qrdqn")
+
+
+# --------------------------------------------------------------------------------------------- one run
+
+
+class EvaluationCallback(BaseCallback):
+    """Evaluates greedily at step 0, every ``eval_freq`` steps and at the end of training, and
+    collects the training episodes' returns in between; each row is written to ``partial_path``."""
+
+    def __init__(
+        self,
+        eval_env: VecEnv,
+        eval_freq: int,
+        eval_episodes: int,
+        steps: int,
+        row_prefix: dict[str, Any],
+        partial_path: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.eval_env, self.eval_freq, self.eval_episodes, self.steps = eval_env, eval_freq, eval_episodes, steps
+        self.row_prefix, self.partial_path, self.log = row_prefix, partial_path, log
+        self.rows: list[dict[str, Any]] = []
+        self.train_returns: list[float] = []
+        self.next_eval = 0
+        self.start = 0.0
+        self.eval_seconds = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        self._evaluate(0)
+        self.next_eval = self.eval_freq
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            if "episode" in info:
+                self.train_returns.append(float(info["episode"]["r"]))
+        if self.num_timesteps >= self.next_eval:
+            self._evaluate(self.num_timesteps)
+            self.next_eval += self.eval_freq
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.rows[-1]["env_step"] != self.num_timesteps:
+            self._evaluate(self.num_timesteps)
+
+    def _evaluate(self, step: int) -> None:
+        began = time.perf_counter()
+        returns, _ = evaluate_policy(
+            self.model, self.eval_env, self.eval_episodes, deterministic=True, return_episode_rewards=True
+        )
+        self.eval_seconds += time.perf_counter() - began
+        train = self.train_returns
+        row = {
+            **self.row_prefix,
+            "env_step": step,
+            "eval_return_mean": float(np.mean(returns)),
+            "eval_return_std": float(np.std(returns)),
+            "eval_episodes": len(returns),
+            "train_return_mean": float(np.mean(train)) if train else float("nan"),
+            "train_episodes": len(train),
+            "wall_seconds": time.perf_counter() - self.start,
+            "eval_seconds": self.eval_seconds,
+        }
+        self.train_returns = []
+        self.rows.append(row)
+        if self.partial_path is not None:
+            write_csv(self.partial_path, self.rows)
+        if self.log is not None:
+            train_text = f"{row['train_return_mean']:.2f} ({len(train)} ep)" if train else "-"
+            self.log(
+                f"step {step:>{len(str(self.steps))}}/{self.steps}: eval {row['eval_return_mean']:.2f} "
+                f"+- {row['eval_return_std']:.2f}, train {train_text}, {row['wall_seconds']:.0f} s"
+            )
+
+
+def run_name(env_id: str, algo: str, seed: int) -> str:
+    return f"{env_id.replace('/', '-')}__{algo}__seed{seed}"
+
+
+def write_csv(path: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Write rows atomically (a temporary file beside ``path``, then a rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_csv(path: str) -> list[dict[str, Any]]:
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        for key in row:
+            if key not in ("env", "algo"):
+                row[key] = float(row[key]) if row[key] not in ("", "nan") else float("nan")
+    return rows
+
+
+def _vec_env(env_id: str, n: int) -> DummyVecEnv:
+    return DummyVecEnv([lambda: Monitor(make_env(env_id)) for _ in range(n)])
+
+
+def run_one(
+    env_id: str,
+    algo: str,
+    seed: int,
+    steps: int,
+    eval_freq: int,
+    eval_episodes: int,
+    out: str,
+    dreamer_size: str = "default",
+    device: str = "auto",
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one (env, algorithm, seed) and write ``out/runs/<name>.csv``.
+
+    Returns a record for ``meta.json`` (device, hardware, wall time).
+    """
+    register_envs()
+    if threads is not None:
+        th.set_num_threads(threads)
+    name = run_name(env_id, algo, seed)
+    runs_dir = os.path.join(out, "runs")
+    os.makedirs(runs_dir, exist_ok=True)
+    partial = os.path.join(runs_dir, f"{name}.partial.csv")
+
+    def log(message: str) -> None:
+        print(f"[{env_id} {algo} seed {seed}] {message}", flush=True)
+
+    env = _vec_env(env_id, 1)
+    eval_env = _vec_env(env_id, min(eval_episodes, 16))
+    eval_env.seed(seed + EVAL_SEED_OFFSET)
+    model = ALGORITHMS[algo].build(env, steps, dreamer_size, seed, device)
+    callback = EvaluationCallback(
+        eval_env, eval_freq, eval_episodes, steps, {"env": env_id, "algo": algo, "seed": seed}, partial, log
+    )
+    model.learn(steps, callback=callback)
+    write_csv(os.path.join(runs_dir, f"{name}.csv"), callback.rows)
+    os.remove(partial)
+    env.close()
+    eval_env.close()
+    return {
+        "date": _now(),
+        "device": str(model.device),
+        "threads": th.get_num_threads(),
+        **hardware(),
+        "wall_seconds": round(callback.rows[-1]["wall_seconds"], 1),
+    }
+
+
+def _run_job(job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return run_name(job["env_id"], job["algo"], job["seed"]), run_one(**job)
+
+
+# --------------------------------------------------------------------------------------------- metadata
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def hardware() -> dict[str, Any]:
+    from sb3_dreamer.cli import cpu_model
+
+    gpu = th.cuda.get_device_name(0) if th.cuda.is_available() else None
+    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "gpu": gpu}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("sb3-dreamer", "stable-baselines3", "sb3-contrib", "torch", "gymnasium", "numpy", "minatar"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as file:
+        json.dump(data, file, indent=2)
+        file.write("\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------- statistics
+
+
+def t_quantile_975(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (table for df <= 5, a
+    Cornish-Fisher expansion beyond: error below 0.003)."""
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+    if df in table:
+        return table[df]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95% t-interval ``(mean, low, high)`` over seeds; the interval is NaN for one seed."""
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = t_quantile_975(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return mean, mean - half, mean + half
+
+
+def area_under_curve(steps: Sequence[float], returns: Sequence[float]) -> float:
+    """Trapezoidal area under the evaluation curve divided by the budget: the mean evaluation
+    return over the run (same units as returns; rewards learning early as well as finishing high)."""
+    x, y = np.asarray(steps, dtype=np.float64), np.asarray(returns, dtype=np.float64)
+    span = x[-1] - x[0]
+    if span <= 0:
+        return float(y[-1])
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2 / span)
+
+
+def random_scores(envs: Sequence[str], out: str, episodes: int = RANDOM_EPISODES) -> dict[str, list[float]]:
+    """Mean and std of a uniformly random policy per env (``episodes`` episodes, cached in ``random.json``)."""
+    path = os.path.join(out, "random.json")
+    cache: dict[str, list[float]] = {}
+    if os.path.exists(path):
+        with open(path) as file:
+            cache = json.load(file)
+    for env_id in envs:
+        if env_id in cache:
+            continue
+        env = make_env(env_id)
+        env.action_space.seed(EVAL_SEED_OFFSET)
+        returns = []
+        for i in range(episodes):
+            env.reset(seed=EVAL_SEED_OFFSET + i)
+            total, done = 0.0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        env.close()
+        cache[env_id] = [float(np.mean(returns)), float(np.std(returns))]
+    _write_json(path, cache)
+    return cache
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+
+def load_runs(out: str) -> dict[tuple[str, str], dict[int, list[dict[str, Any]]]]:
+    """Finished runs in ``out/runs``: ``{(env, algo): {seed: rows}}``."""
+    runs: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = {}
+    runs_dir = os.path.join(out, "runs")
+    for file_name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        if not file_name.endswith(".csv") or file_name.endswith(".partial.csv"):
+            continue
+        rows = read_csv(os.path.join(runs_dir, file_name))
+        if rows:
+            runs.setdefault((rows[0]["env"], rows[0]["algo"]), {})[int(rows[0]["seed"])] = rows
+    return runs
+
+
+def _order(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    return sorted(set(names), key=lambda n: (preferred.index(n) if n in preferred else len(preferred), n))
+
+
+def summarize(out: str, envs: Sequence[str] = (), algos: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One record per (env, algorithm) over the finished runs in ``out``: final return, AUC and
+    training wall time as means with 95% intervals over seeds, and ratios against the baseline."""
+    runs = load_runs(out)
+    env_order = _order([e for e, _ in runs], list(envs))
+    algo_order = _order([a for _, a in runs], [*algos, *ALGORITHMS])
+    records: list[dict[str, Any]] = []
+    for env_id in env_order:
+        for algo in algo_order:
+            seeds = runs.get((env_id, algo))
+            if not seeds:
+                continue
+            finals = [rows[-1]["eval_return_mean"] for rows in seeds.values()]
+            aucs = [
+                area_under_curve([r["env_step"] for r in rows], [r["eval_return_mean"] for r in rows])
+                for rows in seeds.values()
+            ]
+            minutes = [(rows[-1]["wall_seconds"] - rows[-1]["eval_seconds"]) / 60 for rows in seeds.values()]
+            records.append(
+                {
+                    "env": env_id,
+                    "algo": algo,
+                    "seeds": sorted(seeds),
+                    "steps": int(next(iter(seeds.values()))[-1]["env_step"]),
+                    "final": mean_interval(finals),
+                    "auc": mean_interval(aucs),
+                    "train_minutes": mean_interval(minutes),
+                }
+            )
+    for record in records:
+        baseline = next(
+            (r for name in BASELINES for r in records if r["env"] == record["env"] and r["algo"] == name), None
+        )
+        record["baseline"] = baseline["algo"] if baseline is not None and baseline is not record else None
+        for key in ("final", "auc", "train_minutes"):
+            ratio = float("nan")
+            if record["baseline"] is not None and baseline["final"] is not None and baseline[key][0] > 0:
+                ratio = record[key][0] / baseline[key][0]
+            record[f"{key}_ratio"] = ratio
+    return records
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _fmt_interval(stat: tuple[float, float, float], digits: int = 2) -> str:
+    mean, low, high = stat
+    if not math.isfinite(low):
+        return _fmt(mean, digits)
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def summary_table(records: Sequence[dict[str, Any]], random: dict[str, list[float]] | None = None) -> str:
+    """The summary as a markdown table (also printed by the command line)."""
+    lines = [
+        "| Game | Algorithm | Seeds | Final eval return | AUC (mean eval return) | Train minutes | Random policy "
+        "| Ratio vs baseline: final / AUC / time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        rand = random.get(r["env"]) if random else None
+        ratio = "-"
+        if r["baseline"] is not None:
+            ratio = (
+                f"{_fmt(r['final_ratio'])} / {_fmt(r['auc_ratio'])} / {_fmt(r['train_minutes_ratio'])} "
+                f"(vs {r['baseline']})"
+            )
+        lines.append(
+            f"| {r['env']} | {r['algo']} | {len(r['seeds'])} | {_fmt_interval(r['final'])} | {_fmt_interval(r['auc'])} "
+            f"| {_fmt_interval(r['train_minutes'], 2)} | {_fmt(rand[0]) if rand else 'n/a'} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def _describe_hardware(run: dict[str, Any]) -> str:
+    text = f"{run['device']} on {run['cpu']} ({run['cpu_cores']} cores, {run['threads']} torch threads per run)"
+    return text + (f", {run['gpu']}" if run.get("gpu") else "")
+
+
+def write_summary(out: str, records: Sequence[dict[str, Any]], random: dict[str, list[float]], meta: dict) -> str:
+    protocol = meta["protocol"]
+    commands = "\n".join(f"    {c['command']}" for c in meta["commands"])
+    hardware_lines = sorted({_describe_hardware(r) for r in meta["runs"].values()})
+    text = f"""# Comparison summary
+
+Produced by `sb3-dreamer compare` (sb3-dreamer {meta["versions"].get("sb3-dreamer")}); details in `meta.json`.
+
+- Budget: {protocol["steps"]} env steps per run; seeds per row as listed (training env and algorithm seeded
+  with the seed, the evaluation env with seed + {EVAL_SEED_OFFSET}).
+- Evaluation: every {protocol["eval_freq"]} env steps (and at 0 and the end), {protocol["eval_episodes"]} episodes with
+  greedy (deterministic) actions on the separate evaluation env. Env wrappers: {", ".join(protocol["wrappers"])}.
+- Final eval return: the last evaluation, mean over seeds and 95% t-interval [low, high].
+- AUC: area under the evaluation curve divided by the budget (the mean evaluation return over the run).
+- Train minutes: wall time per run with evaluation time excluded, mean over seeds.
+- Ratio: this row's mean divided by the baseline's ({", ".join(BASELINES)}, first present) for the same game.
+- Random policy: uniformly random actions, {RANDOM_EPISODES} episodes.
+- DreamerV2 size: `{protocol["dreamer_size"]}`. Hardware: {"; ".join(hardware_lines) or "n/a"}.
+
+Commands:
+
+{commands}
+
+{summary_table(records, random)}
+"""
+    with open(os.path.join(out, "summary.md"), "w") as file:
+        file.write(text)
+    return text
+
+
+def plot_curves(out: str, random: dict[str, list[float]] | None = None, envs: Sequence[str] = ()) -> str:
+    """``curves.png``: one panel per game, mean and 95% band over seeds per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = load_runs(out)
+    env_order = _order([e for e, _ in runs], list(envs))
+    algo_order = _order([a for _, a in runs], list(ALGORITHMS))
+    n = max(1, len(env_order))
+    cols = min(3, n)
+    rows_ = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(4.5 * cols, 3.4 * rows_), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, env_id in enumerate(env_order):
+        ax = axes[index // cols][index % cols]
+        for k, algo in enumerate(algo_order):
+            seeds = runs.get((env_id, algo))
+            if not seeds:
+                continue
+            length = min(len(rows) for rows in seeds.values())
+            x = np.array([r["env_step"] for r in next(iter(seeds.values()))[:length]])
+            stats = [mean_interval([rows[i]["eval_return_mean"] for rows in seeds.values()]) for i in range(length)]
+            mean, low, high = np.array(stats).T
+            color = colors[k % len(colors)]
+            ax.plot(
+                x, mean, color=color, label=f"{ALGORITHMS[algo].label if algo in ALGORITHMS else algo} ({len(seeds)})"
+            )
+            if len(seeds) > 1:
+                ax.fill_between(x, low, high, color=color, alpha=0.2)
+        if random and env_id in random:
+            ax.axhline(random[env_id][0], color="grey", linestyle="--", linewidth=1, label="random policy")
+        ax.set_title(env_id)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for index in range(len(env_order), rows_ * cols):
+        axes[index // cols][index % cols].axis("off")
+    fig.suptitle("Greedy evaluation return: mean over seeds, 95% t-interval band", fontsize=10)
+    fig.tight_layout()
+    path = os.path.join(out, "curves.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def compare(
+    envs: Sequence[str],
+    algos: Sequence[str] = ("dreamerv2", "dqn"),
+    steps: int = 100_000,
+    seeds: int | Sequence[int] = 3,
+    out: str = "results",
+    eval_freq: int | None = None,
+    eval_episodes: int = 10,
+    dreamer_size: str = "default",
+    device: str = "auto",
+    threads: int | None = None,
+    jobs: int = 1,
+    command: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (env, algorithm, seed) not already finished in ``out``, then write ``summary.md``,
+    ``curves.png`` and ``meta.json``; returns the summary records (see :func:`summarize`).
+
+    :param envs: Gymnasium ids (MinAtar ids get the shared wrappers of :func:`sb3_dreamer.envs.make_env`).
+    :param algos: names from :data:`ALGORITHMS`.
+    :param steps: budget in env steps per run.
+    :param seeds: a number of seeds (``0 .. n-1``) or the seeds themselves.
+    :param out: output folder; finished runs in it are skipped.
+    :param eval_freq: env steps between evaluations (default: ``steps // 20``).
+    :param eval_episodes: greedy evaluation episodes per evaluation.
+    :param dreamer_size: DreamerV2 size from :data:`sb3_dreamer.dreamer_v2.sizes.SIZES`.
+    :param device: torch device for every run (``auto``: CUDA if available).
+    :param threads: torch CPU threads per run (default: CPU cores divided by ``jobs``).
+    :param jobs: runs in parallel (separate processes when more than one).
+    :param command: the command line to record in ``meta.json`` (default: ``sys.argv``).
+    """
+    register_envs()
+    steps = int(steps)
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}.")
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown:
+        raise ValueError(f"Unknown algorithm(s) {unknown}; choose from {list(ALGORITHMS)}.")
+    for env_id in envs:
+        if env_id not in gym.registry:
+            raise ValueError(f"Unknown environment id {env_id!r}.")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    eval_freq = int(eval_freq) if eval_freq else max(1, steps // 20)
+    jobs = max(1, int(jobs))
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    if "dreamerv2" in algos:
+        _dreamerv2_kwargs(steps, dreamer_size)  # validates the size before anything runs
+    os.makedirs(out, exist_ok=True)
+
+    protocol = {
+        "steps": steps,
+        "eval_freq": eval_freq,
+        "eval_episodes": eval_episodes,
+        "eval_seed_offset": EVAL_SEED_OFFSET,
+        "dreamer_size": dreamer_size,
+        "wrappers": [f"MinAtar: {w}" for w in MINATAR_WRAPPERS],
+    }
+    meta_path = os.path.join(out, "meta.json")
+    meta: dict[str, Any] = {"protocol": protocol, "commands": [], "algorithms": {}, "runs": {}}
+    if os.path.exists(meta_path):
+        with open(meta_path) as file:
+            meta = json.load(file)
+        differ = {k: (meta["protocol"].get(k), v) for k, v in protocol.items() if meta["protocol"].get(k) != v}
+        if differ:
+            detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differ.items())
+            raise ValueError(f"{out} holds a comparison with a different protocol ({detail}); use another --out.")
+    command = command or " ".join(
+        ["sb3-dreamer" if sys.argv[0].endswith("sb3-dreamer") else sys.argv[0], *sys.argv[1:]]
+    )
+    invocation = {
+        "command": command,
+        "date": _now(),
+        "device": device,
+        "threads_per_run": threads,
+        "jobs": jobs,
+        **hardware(),
+        "versions": versions(),
+    }
+    meta["commands"].append(invocation)
+    meta.update({k: invocation[k] for k in ("command", "date", "versions", "cpu", "gpu")})
+    meta["torch_device"] = str(get_device(device))
+    for algo in algos:
+        spec = ALGORITHMS[algo]
+        meta["algorithms"][algo] = {
+            "label": spec.label,
+            "description": spec.description,
+            "policy": spec.policy,
+            "kwargs": _jsonable(spec.kwargs(steps, dreamer_size)),
+        }
+    _write_json(meta_path, meta)
+
+    pending = []
+    for env_id in envs:
+        for algo in algos:
+            for seed in seed_list:
+                if os.path.exists(os.path.join(out, "runs", f"{run_name(env_id, algo, seed)}.csv")):
+                    print(f"[{env_id} {algo} seed {seed}] finished earlier: skipped", flush=True)
+                    continue
+                pending.append(
+                    dict(
+                        env_id=env_id,
+                        algo=algo,
+                        seed=seed,
+                        steps=steps,
+                        eval_freq=eval_freq,
+                        eval_episodes=eval_episodes,
+                        out=out,
+                        dreamer_size=dreamer_size,
+                        device=device,
+                        threads=threads,
+                    )
+                )
+    print(f"{len(pending)} run(s) to do, {jobs} at a time, {threads} torch thread(s) each", flush=True)
+
+    def finished(name: str, record: dict[str, Any]) -> None:
+        meta["runs"][name] = record
+        _write_json(meta_path, meta)
+
+    if jobs == 1:
+        previous_threads = th.get_num_threads()
+        try:
+            for job in pending:
+                finished(*_run_job(job))
+        finally:
+            th.set_num_threads(previous_threads)
+    elif pending:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(_run_job, job) for job in pending]):
+                finished(*future.result())
+
+    random = random_scores(sorted({e for e, _ in load_runs(out)} | set(envs)), out)
+    records = summarize(out, envs, algos)
+    write_summary(out, records, random, meta)
+    plot_curves(out, random, envs)
+    print(summary_table(records, random), flush=True)
+    print(f"wrote summary.md, curves.png, meta.json and runs/ in {out}", flush=True)
+    return records
