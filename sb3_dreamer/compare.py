@@ -78,8 +78,8 @@ RANDOM_EPISODES = 100
 
 def warmup_steps(steps: int) -> int:
     """Random warm-up (``learning_starts``) for a budget: the MinAtar DQN paper's 5000 steps,
-    capped at 5% of short budgets; used for every algorithm that has one, so all start learning
-    at the same step."""
+    capped at 5% of short budgets. ``dreamerv2`` and ``dqn`` both use it, so they start learning
+    at the same step; ``dqn-sb3`` and ``qrdqn`` keep their libraries' defaults."""
     from sb3_dreamer.presets import minatar_dqn_schedule
 
     return minatar_dqn_schedule(steps)[0]
@@ -203,10 +203,11 @@ class EvaluationCallback(BaseCallback):
         for info in self.locals.get("infos", []):
             if "episode" in info:
                 self.train_returns.append(float(info["episode"]["r"]))
-        if self.num_timesteps >= self.next_eval:
+        if self.num_timesteps >= self.next_eval or self.num_timesteps >= self.steps:
             self._evaluate(self.num_timesteps)
             self.next_eval += self.eval_freq
-        return True
+        # stop exactly at the budget: SB3 collects whole ``train_freq`` chunks and would overshoot it
+        return self.num_timesteps < self.steps
 
     def _on_training_end(self) -> None:
         if self.rows[-1]["env_step"] != self.num_timesteps:
@@ -313,7 +314,7 @@ def run_one(
         "date": _now(),
         "device": str(model.device),
         "threads": th.get_num_threads(),
-        **hardware(),
+        **hardware(device),
         "wall_seconds": round(callback.rows[-1]["wall_seconds"], 1),
     }
 
@@ -329,11 +330,21 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def hardware() -> dict[str, Any]:
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def hardware(device: str = "auto") -> dict[str, Any]:
+    """CPU model and cores, and the GPU model when ``device`` uses one."""
     from sb3_dreamer.cli import cpu_model
 
-    gpu = th.cuda.get_device_name(0) if th.cuda.is_available() else None
-    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "gpu": gpu}
+    torch_device = get_device(device)
+    gpu = th.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else None
+    return {"cpu": cpu_model(), "cpu_cores": usable_cores(), "gpu": gpu}
 
 
 def versions() -> dict[str, str]:
@@ -374,13 +385,22 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 def t_quantile_975(df: int) -> float:
-    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (table for df <= 5, a
-    Cornish-Fisher expansion beyond: error below 0.003)."""
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
-    if df in table:
-        return table[df]
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (the standard table to
+    df 30, a Cornish-Fisher expansion beyond: error below 0.001)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, got {df}.")
+    if df <= len(T_975):
+        return T_975[df - 1]
     z = 1.959964
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+#: Student's t 97.5% quantiles for 1 .. 30 degrees of freedom.
+T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -486,7 +506,8 @@ def summarize(out: str, envs: Sequence[str] = (), algos: Sequence[str] = ()) -> 
         record["baseline"] = baseline["algo"] if baseline is not None and baseline is not record else None
         for key in ("final", "auc", "train_minutes"):
             ratio = float("nan")
-            if record["baseline"] is not None and baseline["final"] is not None and baseline[key][0] > 0:
+            # a ratio of means is only meaningful against a positive baseline; otherwise "n/a"
+            if record["baseline"] is not None and baseline[key][0] > 0:
                 ratio = record[key][0] / baseline[key][0]
             record[f"{key}_ratio"] = ratio
     return records
@@ -642,23 +663,32 @@ def compare(
     :param command: the command line to record in ``meta.json`` (default: ``sys.argv``).
     """
     register_envs()
-    steps = int(steps)
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}.")
+    steps, eval_episodes, jobs = int(steps), int(eval_episodes), max(1, int(jobs))
+    envs, algos = list(dict.fromkeys(envs)), list(dict.fromkeys(algos))  # duplicates would collide on files
+    seed_list = list(dict.fromkeys(range(seeds) if isinstance(seeds, int) else (int(s) for s in seeds)))
+    eval_freq = int(eval_freq) if eval_freq is not None else max(1, steps // 20)
+    for name, value in (("steps", steps), ("eval_freq", eval_freq), ("eval_episodes", eval_episodes)):
+        if value <= 0:
+            raise ValueError(f"{name} must be positive, got {value}.")
+    if not envs or not algos or not seed_list:
+        raise ValueError("compare needs at least one env, one algorithm and one seed.")
     unknown = [a for a in algos if a not in ALGORITHMS]
     if unknown:
         raise ValueError(f"Unknown algorithm(s) {unknown}; choose from {list(ALGORITHMS)}.")
     for env_id in envs:
         if env_id not in gym.registry:
             raise ValueError(f"Unknown environment id {env_id!r}.")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    eval_freq = int(eval_freq) if eval_freq else max(1, steps // 20)
-    jobs = max(1, int(jobs))
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-    if "dreamerv2" in algos:
-        _dreamerv2_kwargs(steps, dreamer_size)  # validates the size before anything runs
-    os.makedirs(out, exist_ok=True)
+        threads = max(1, usable_cores() // jobs)
+    algorithms = {
+        algo: {
+            "label": ALGORITHMS[algo].label,
+            "description": ALGORITHMS[algo].description,
+            "policy": ALGORITHMS[algo].policy,
+            "kwargs": _jsonable(ALGORITHMS[algo].kwargs(steps, dreamer_size)),  # also validates dreamer_size
+        }
+        for algo in algos
+    }
 
     protocol = {
         "steps": steps,
@@ -677,29 +707,33 @@ def compare(
         if differ:
             detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differ.items())
             raise ValueError(f"{out} holds a comparison with a different protocol ({detail}); use another --out.")
-    command = command or " ".join(
-        ["sb3-dreamer" if sys.argv[0].endswith("sb3-dreamer") else sys.argv[0], *sys.argv[1:]]
-    )
+        finished_algos = {algo for _, algo in load_runs(out)}
+        changed = [
+            a
+            for a in algos
+            if a in finished_algos and meta["algorithms"].get(a, {}).get("kwargs") != algorithms[a]["kwargs"]
+        ]
+        if changed:
+            raise ValueError(
+                f"{out} holds finished {changed} runs made with other arguments (see its meta.json; a different "
+                "sb3-dreamer version?); use another --out or delete those runs."
+            )
+    elif load_runs(out):
+        raise ValueError(f"{out}/runs holds runs but {meta_path} is missing: cannot check their protocol.")
+    os.makedirs(out, exist_ok=True)
     invocation = {
-        "command": command,
+        "command": command or " ".join(sys.argv),
         "date": _now(),
         "device": device,
         "threads_per_run": threads,
         "jobs": jobs,
-        **hardware(),
+        **hardware(device),
         "versions": versions(),
     }
     meta["commands"].append(invocation)
     meta.update({k: invocation[k] for k in ("command", "date", "versions", "cpu", "gpu")})
     meta["torch_device"] = str(get_device(device))
-    for algo in algos:
-        spec = ALGORITHMS[algo]
-        meta["algorithms"][algo] = {
-            "label": spec.label,
-            "description": spec.description,
-            "policy": spec.policy,
-            "kwargs": _jsonable(spec.kwargs(steps, dreamer_size)),
-        }
+    meta["algorithms"].update(algorithms)
     _write_json(meta_path, meta)
 
     pending = []
@@ -729,6 +763,7 @@ def compare(
         meta["runs"][name] = record
         _write_json(meta_path, meta)
 
+    failures: list[str] = []
     if jobs == 1:
         previous_threads = th.get_num_threads()
         try:
@@ -737,9 +772,18 @@ def compare(
         finally:
             th.set_num_threads(previous_threads)
     elif pending:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(_run_job, job) for job in pending]):
-                finished(*future.result())
+        # separate processes (spawn): a script calling compare(jobs > 1) needs ``if __name__ == "__main__":``
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+        futures = {pool.submit(_run_job, job): run_name(job["env_id"], job["algo"], job["seed"]) for job in pending}
+        try:
+            for future in as_completed(futures):
+                try:
+                    finished(*future.result())
+                except Exception as error:  # keep the other runs going; reported below
+                    failures.append(f"{futures[future]}: {type(error).__name__}: {error}")
+                    print(f"[{futures[future]}] failed: {error}", flush=True)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     random = random_scores(sorted({e for e, _ in load_runs(out)} | set(envs)), out)
     records = summarize(out, envs, algos)
@@ -747,4 +791,6 @@ def compare(
     plot_curves(out, random, envs)
     print(summary_table(records, random), flush=True)
     print(f"wrote summary.md, curves.png, meta.json and runs/ in {out}", flush=True)
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) failed (rerun the command to retry them):\n" + "\n".join(failures))
     return records

@@ -87,11 +87,12 @@ def minatar_dqn_kwargs(total_timesteps: int = PAPER_TOTAL_TIMESTEPS) -> dict[str
     (:func:`minatar_dqn_schedule`). Pass the same ``total_timesteps`` to a single ``learn`` call:
     SB3's ``exploration_fraction`` is relative to it.
 
-    One difference from the paper remains: SB3 anneals epsilon from step 0 rather than from the
-    end of the random warm-up, so at the first update epsilon is ``1 - 0.9 * ls / (ls + decay)``
-    (0.957 with the paper's numbers) instead of 1.0, and it reaches 0.1 at the same step as the
-    paper. SB3 counts the target-network period in env steps; with one update per step that is
-    the paper's 1000 updates.
+    The paper anneals epsilon from 1.0 at the end of the random warm-up ``ls`` to 0.1 at
+    ``ls + decay``; SB3 anneals linearly from step 0. Starting SB3's line at
+    ``1 + 0.9 ls / decay`` puts it exactly on the paper's: 1.0 at ``ls``, 0.1 at ``ls + decay``
+    (before ``ls`` SB3 acts uniformly at random whatever epsilon says, so the values above 1 that
+    ``rollout/exploration_rate`` shows during the warm-up change nothing). SB3 counts the
+    target-network period in env steps; with one update per step that is the paper's 1000 updates.
     """
     learning_starts, decay = minatar_dqn_schedule(total_timesteps)
     return {
@@ -104,7 +105,7 @@ def minatar_dqn_kwargs(total_timesteps: int = PAPER_TOTAL_TIMESTEPS) -> dict[str
         "train_freq": 1,
         "gradient_steps": 1,
         "target_update_interval": 1_000,
-        "exploration_initial_eps": 1.0,
+        "exploration_initial_eps": 1.0 + 0.9 * learning_starts / decay,  # 1.0 at learning_starts (docstring)
         "exploration_final_eps": 0.1,
         "exploration_fraction": min(1.0, (learning_starts + decay) / total_timesteps),
         "max_grad_norm": math.inf,  # the paper does not clip gradients

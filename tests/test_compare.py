@@ -2,9 +2,11 @@
 and the shared MinAtar wrapper."""
 
 import csv
+import dataclasses
 import json
 import math
 import os
+import shutil
 
 import gymnasium as gym
 import pytest
@@ -14,10 +16,12 @@ from stable_baselines3 import DQN
 import sb3_dreamer.compare as compare_module
 from sb3_dreamer.cli import main
 from sb3_dreamer.compare import (
+    ALGORITHMS,
     CSV_COLUMNS,
     area_under_curve,
     compare,
     mean_interval,
+    read_csv,
     run_name,
     t_quantile_975,
 )
@@ -33,7 +37,8 @@ def finished(tmp_path_factory):
     """Two algorithms, one game, two seeds, 300 steps, through the command line."""
     out = str(tmp_path_factory.mktemp("compare"))
     argv = ["compare", "--env", ENV, "--algo", "dreamerv2", "dqn", "--steps", "300", "--seeds", "2"]
-    argv += ["--eval-freq", "150", "--eval-episodes", "2", "--dreamer-size", "tiny", "--threads", "1", "--out", out]
+    argv += ["--eval-freq", "150", "--eval-episodes", "2", "--dreamer-size", "tiny", "--threads", "1"]
+    argv += ["--device", "cpu", "--out", out]
     main(argv)
     return out, argv
 
@@ -57,10 +62,12 @@ def test_every_file_with_its_columns(finished):
     assert not [f for f in os.listdir(os.path.join(out, "runs")) if "partial" in f or f.endswith(".tmp")]
 
     summary = open(os.path.join(out, "summary.md")).read()
-    assert "95%" in summary and "AUC" in summary
     for algo in ("dreamerv2", "dqn"):
-        assert f"| {ENV} | {algo} | 2 |" in summary
-    assert "(vs dqn)" in summary  # the Dreamer/DQN ratio
+        finals = [read_csv(os.path.join(out, "runs", f"{run_name(ENV, algo, s)}.csv"))[-1] for s in (0, 1)]
+        final_mean = sum(row["eval_return_mean"] for row in finals) / 2
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {ENV} | {algo} | 2 |"))
+        assert f"| {final_mean:.2f} [" in row or (finals[0] == finals[1] and f"| {final_mean:.2f} |" in row)
+    assert "(vs dqn)" in next(line for line in summary.splitlines() if "| dreamerv2 |" in line)
 
     with open(os.path.join(out, "curves.png"), "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -101,6 +108,30 @@ def test_a_different_protocol_in_the_same_folder_is_an_error(finished):
         compare([ENV], ["dqn"], out=out, **{**TINY_RUN, "steps": 600})
 
 
+def test_changed_algorithm_arguments_in_the_same_folder_are_an_error(finished, monkeypatch):
+    out, _ = finished
+    changed = dataclasses.replace(ALGORITHMS["dqn"], kwargs=lambda steps, size: {"learning_rate": 1e-3})
+    monkeypatch.setitem(ALGORITHMS, "dqn", changed)
+    with pytest.raises(ValueError, match="made with other arguments"):
+        compare([ENV], ["dqn"], out=out, **TINY_RUN)
+
+
+def test_runs_without_meta_are_an_error(finished, tmp_path):
+    out, _ = finished
+    shutil.copytree(os.path.join(out, "runs"), os.path.join(tmp_path, "runs"))
+    with pytest.raises(ValueError, match=r"meta\.json is missing"):
+        compare([ENV], ["dqn"], out=str(tmp_path), **TINY_RUN)
+
+
+def test_runs_stop_exactly_at_the_budget_in_parallel_processes(tmp_path):
+    # SB3's default DQN collects 4 steps per train call: 302 steps would end at 304 without the stop
+    records = compare([ENV], ["dqn-sb3"], out=str(tmp_path), **{**TINY_RUN, "steps": 302, "jobs": 2})
+    assert records[0]["seeds"] == [0, 1] and records[0]["steps"] == 302
+    for seed in (0, 1):
+        rows = read_csv(os.path.join(tmp_path, "runs", f"{run_name(ENV, 'dqn-sb3', seed)}.csv"))
+        assert [int(r["env_step"]) for r in rows] == [0, 150, 300, 302]
+
+
 def test_unknown_algorithm_env_or_size_fail_before_running(tmp_path):
     with pytest.raises(ValueError, match="Unknown algorithm"):
         compare([ENV], ["dreamerv9"], out=str(tmp_path), **TINY_RUN)
@@ -108,13 +139,16 @@ def test_unknown_algorithm_env_or_size_fail_before_running(tmp_path):
         compare(["MinAtar/Nope-v1"], ["dqn"], out=str(tmp_path), **TINY_RUN)
     with pytest.raises(ValueError, match="Unknown DreamerV2 size"):
         compare([ENV], ["dreamerv2"], out=str(tmp_path), **{**TINY_RUN, "dreamer_size": "huge"})
+    with pytest.raises(ValueError, match="eval_episodes must be positive"):
+        compare([ENV], ["dqn"], out=str(tmp_path), **{**TINY_RUN, "eval_episodes": 0})
     assert not os.path.exists(os.path.join(tmp_path, "runs"))
 
 
 def test_statistics_against_hand_computed_values():
     assert t_quantile_975(2) == 4.303
     assert t_quantile_975(30) == pytest.approx(2.042, abs=0.003)
-    assert t_quantile_975(10) == pytest.approx(2.228, abs=0.003)
+    assert [t_quantile_975(df) for df in (6, 7, 8, 9, 10)] == [2.447, 2.365, 2.306, 2.262, 2.228]
+    assert [t_quantile_975(df) for df in (31, 40, 60)] == pytest.approx([2.0395, 2.0211, 2.0003], abs=0.001)
     mean, low, high = mean_interval([1.0, 2.0, 3.0])  # std 1, n 3
     half = 4.303 / math.sqrt(3)
     assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
@@ -159,9 +193,10 @@ def test_dqn_preset_schedule_maps_onto_the_budget():
         kwargs = minatar_dqn_kwargs(budget)
         model = DQN("MlpPolicy", make_env(ENV), **kwargs, device="cpu")
         starts, decay = minatar_dqn_schedule(budget)
-        # epsilon is 0.1 from the end of the paper's schedule (warm-up + decay) onwards
-        assert model.exploration_schedule(1 - (starts + decay) / budget) == pytest.approx(0.1)
-        assert model.exploration_schedule(1 - (starts + decay / 2) / budget) > 0.1
+        # the paper's schedule: 1.0 when learning starts, linear to 0.1 over ``decay`` steps, then 0.1
+        steps = [starts, starts + decay / 2, starts + decay, budget]
+        epsilons = [model.exploration_schedule(1 - step / budget) for step in steps]
+        assert epsilons == pytest.approx([1.0, 0.55, 0.1, 0.1])
 
 
 # --------------------------------------------------------------------------------------------- shared wrapper
