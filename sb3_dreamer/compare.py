@@ -425,6 +425,8 @@ def area_under_curve(steps: Sequence[float], returns: Sequence[float]) -> float:
 
 def random_scores(envs: Sequence[str], out: str, episodes: int = RANDOM_EPISODES) -> dict[str, list[float]]:
     """Mean and std of a uniformly random policy per env (``episodes`` episodes, cached in ``random.json``)."""
+    from sb3_dreamer.cli import random_policy_score
+
     path = os.path.join(out, "random.json")
     cache: dict[str, list[float]] = {}
     if os.path.exists(path):
@@ -433,19 +435,7 @@ def random_scores(envs: Sequence[str], out: str, episodes: int = RANDOM_EPISODES
     for env_id in envs:
         if env_id in cache:
             continue
-        env = make_env(env_id)
-        env.action_space.seed(EVAL_SEED_OFFSET)
-        returns = []
-        for i in range(episodes):
-            env.reset(seed=EVAL_SEED_OFFSET + i)
-            total, done = 0.0, False
-            while not done:
-                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-        env.close()
-        cache[env_id] = [float(np.mean(returns)), float(np.std(returns))]
+        cache[env_id] = list(random_policy_score(env_id, episodes, EVAL_SEED_OFFSET))
     _write_json(path, cache)
     return cache
 
