@@ -46,6 +46,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -70,6 +71,8 @@ CSV_COLUMNS = (
     "eval_seconds",
 )
 EVAL_SEED_OFFSET = 10_000
+#: Episodes of envs registered without a time limit are truncated after this many steps (training and evaluation).
+MAX_EPISODE_STEPS = 10_000
 RANDOM_EPISODES = 100
 
 
@@ -267,8 +270,16 @@ def read_csv(path: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _make_capped_env(env_id: str) -> gym.Env:
+    env = make_env(env_id)
+    if env.spec is None or env.spec.max_episode_steps is None:
+        # MinAtar registers no time limit, and a greedy policy can live forever (Seaquest: stay at the surface)
+        env = TimeLimit(env, MAX_EPISODE_STEPS)
+    return env
+
+
 def _vec_env(env_id: str, n: int) -> DummyVecEnv:
-    return DummyVecEnv([lambda: Monitor(make_env(env_id)) for _ in range(n)])
+    return DummyVecEnv([lambda: Monitor(_make_capped_env(env_id)) for _ in range(n)])
 
 
 def run_one(
@@ -687,6 +698,7 @@ def compare(
         "eval_seed_offset": EVAL_SEED_OFFSET,
         "dreamer_size": dreamer_size,
         "wrappers": [f"MinAtar: {w}" for w in MINATAR_WRAPPERS],
+        "max_episode_steps": MAX_EPISODE_STEPS,
     }
     meta_path = os.path.join(out, "meta.json")
     meta: dict[str, Any] = {"protocol": protocol, "commands": [], "algorithms": {}, "runs": {}}

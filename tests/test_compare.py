@@ -218,3 +218,19 @@ def test_freeway_timer_is_a_truncation_and_real_ends_stay_terminal():
     assert _run_episode(make_env("MinAtar/Freeway-v1")) == (2501, False, True)
     steps, terminated, truncated = _run_episode(make_env(ENV))  # Breakout: the ball is lost
     assert terminated and not truncated and steps < 2500
+
+
+def test_envs_without_a_time_limit_are_capped_for_every_algorithm():
+    # a greedy policy can live forever in MinAtar (Seaquest: stay at the surface); evaluations must end
+    capped = compare_module._make_capped_env("MinAtar/Seaquest-v1")
+    assert isinstance(capped, gym.wrappers.TimeLimit) and capped._max_episode_steps == compare_module.MAX_EPISODE_STEPS
+    capped.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, _ = capped.step(0)  # no-op: never dives
+        assert not terminated
+        steps += 1
+    assert steps == compare_module.MAX_EPISODE_STEPS
+    cartpole = compare_module._make_capped_env("CartPole-v1")  # keeps its own 500-step limit
+    assert cartpole.spec.max_episode_steps == 500
+    assert not isinstance(cartpole, gym.wrappers.TimeLimit) or cartpole._max_episode_steps == 500
