@@ -5,6 +5,7 @@ import os
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v2 import DreamerV2
+from sb3_dreamer.dreamer_v3 import DreamerV3
 from sb3_dreamer.envs import register_envs
 
 register_envs()
@@ -12,4 +13,4 @@ register_envs()
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _file:
     __version__ = _file.read().strip()
 
-__all__ = ["DreamerPolicy", "DreamerV2", "SequenceReplayBuffer", "__version__", "register_envs"]
+__all__ = ["DreamerPolicy", "DreamerV2", "DreamerV3", "SequenceReplayBuffer", "__version__", "register_envs"]

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         "and meta.json there. See docs/compare.md.",
     )
     c.add_argument("--env", nargs="+", required=True, help="gymnasium ids, e.g. MinAtar/Breakout-v1")
-    c.add_argument("--algo", nargs="+", default=["dreamerv2", "dqn"], help="dreamerv2, dqn, dqn-sb3, qrdqn")
+    c.add_argument("--algo", nargs="+", default=["dreamerv2", "dqn"], help="dreamerv2, dreamerv3, dqn, dqn-sb3, qrdqn")
     c.add_argument("--steps", type=float, default=100_000, help="budget in env steps per run")
     c.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. n-1)")
     c.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds (instead of --seeds)")
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (default steps/20)")
     c.add_argument("--eval-episodes", type=int, default=10)
     c.add_argument("--dreamer-size", default="default", help="DreamerV2 size: default, small or tiny")
+    c.add_argument("--dreamerv3-size", default="S", help="DreamerV3 model_size: XXS, XS, S, M, L or XL")
     c.add_argument("--device", default="auto", help="torch device for every run: auto, cpu, cuda")
     c.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores / jobs)")
     c.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             eval_freq=args.eval_freq,
             eval_episodes=args.eval_episodes,
             dreamer_size=args.dreamer_size,
+            dreamerv3_size=args.dreamerv3_size,
             device=args.device,
             threads=args.threads,
             jobs=args.jobs,

@@ -88,16 +88,26 @@ def warmup_steps(steps: int) -> int:
     return minatar_dqn_schedule(steps)[0]
 
 
-def _dreamerv2_kwargs(steps: int, size: str) -> dict[str, Any]:
+def _dreamerv2_kwargs(steps: int, sizes: dict[str, str]) -> dict[str, Any]:
     from sb3_dreamer.dreamer_v2.sizes import SIZES
 
+    size = sizes.get("dreamerv2", "default")
     if size not in SIZES:
         raise ValueError(f"Unknown DreamerV2 size {size!r}; choose from {sorted(SIZES)}.")
     kwargs, policy_kwargs = SIZES[size]
     return {**kwargs, "policy_kwargs": dict(policy_kwargs), "learning_starts": warmup_steps(steps)}
 
 
-def _dqn_kwargs(steps: int, size: str) -> dict[str, Any]:
+def _dreamerv3_kwargs(steps: int, sizes: dict[str, str]) -> dict[str, Any]:
+    from sb3_dreamer.dreamer_v3.sizes import SIZES
+
+    size = sizes.get("dreamerv3", "S")
+    if size not in SIZES:
+        raise ValueError(f"Unknown DreamerV3 size {size!r}; choose from {list(SIZES)}.")
+    return {"model_size": size, "learning_starts": warmup_steps(steps)}
+
+
+def _dqn_kwargs(steps: int, sizes: dict[str, str]) -> dict[str, Any]:
     from sb3_dreamer.presets import minatar_dqn_kwargs
 
     return minatar_dqn_kwargs(steps)
@@ -110,18 +120,24 @@ class Algorithm:
     label: str
     make_class: Callable[[], type[BaseAlgorithm]]
     policy: str
-    kwargs: Callable[[int, str], dict[str, Any]]  # (steps, dreamer size) -> constructor kwargs
+    kwargs: Callable[[int, dict[str, str]], dict[str, Any]]  # (steps, model sizes by algorithm) -> kwargs
     description: str
 
-    def build(self, env: VecEnv, steps: int, size: str, seed: int, device: str) -> BaseAlgorithm:
+    def build(self, env: VecEnv, steps: int, sizes: dict[str, str], seed: int, device: str) -> BaseAlgorithm:
         cls = self.make_class()
-        return cls(self.policy, env, seed=seed, device=device, verbose=0, **self.kwargs(steps, size))
+        return cls(self.policy, env, seed=seed, device=device, verbose=0, **self.kwargs(steps, sizes))
 
 
 def _dreamerv2_class() -> type[BaseAlgorithm]:
     from sb3_dreamer import DreamerV2
 
     return DreamerV2
+
+
+def _dreamerv3_class() -> type[BaseAlgorithm]:
+    from sb3_dreamer import DreamerV3
+
+    return DreamerV3
 
 
 def _dqn_class() -> type[BaseAlgorithm]:
@@ -145,6 +161,14 @@ ALGORITHMS: dict[str, Algorithm] = {
         _dreamerv2_kwargs,
         "sb3_dreamer.DreamerV2 at the chosen --dreamer-size, learning_starts = warmup_steps(steps)",
     ),
+    "dreamerv3": Algorithm(
+        "DreamerV3",
+        _dreamerv3_class,
+        "MlpPolicy",
+        _dreamerv3_kwargs,
+        "sb3_dreamer.DreamerV3 at the chosen --dreamerv3-size (model_size), its default train_ratio, "
+        "learning_starts = warmup_steps(steps)",
+    ),
     "dqn": Algorithm(
         "DQN (MinAtar paper)",
         _dqn_class,
@@ -156,14 +180,14 @@ ALGORITHMS: dict[str, Algorithm] = {
         "DQN (SB3 defaults)",
         _dqn_class,
         "MlpPolicy",
-        lambda steps, size: {},
+        lambda steps, sizes: {},
         "stable_baselines3.DQN('MlpPolicy') with SB3's default arguments",
     ),
     "qrdqn": Algorithm(
         "QR-DQN (sb3-contrib defaults)",
         _qrdqn_class,
         "MlpPolicy",
-        lambda steps, size: {},
+        lambda steps, sizes: {},
         "sb3_contrib.QRDQN('MlpPolicy') with sb3-contrib's default arguments",
     ),
 }
@@ -293,6 +317,7 @@ def run_one(
     dreamer_size: str = "default",
     device: str = "auto",
     threads: int | None = None,
+    dreamerv3_size: str = "S",
 ) -> dict[str, Any]:
     """Train and evaluate one (env, algorithm, seed) and write ``out/runs/<name>.csv``.
 
@@ -312,7 +337,8 @@ def run_one(
     env = _vec_env(env_id, 1)
     eval_env = _vec_env(env_id, min(eval_episodes, 16))
     eval_env.seed(seed + EVAL_SEED_OFFSET)
-    model = ALGORITHMS[algo].build(env, steps, dreamer_size, seed, device)
+    sizes = {"dreamerv2": dreamer_size, "dreamerv3": dreamerv3_size}
+    model = ALGORITHMS[algo].build(env, steps, sizes, seed, device)
     callback = EvaluationCallback(
         eval_env, eval_freq, eval_episodes, steps, {"env": env_id, "algo": algo, "seed": seed}, partial, log
     )
@@ -552,6 +578,14 @@ def _describe_hardware(run: dict[str, Any]) -> str:
     return text + (f", {run['gpu']}" if run.get("gpu") else "")
 
 
+def _describe_sizes(protocol: dict[str, Any], meta: dict[str, Any]) -> str:
+    text = f"DreamerV2 size: `{protocol['dreamer_size']}`"
+    v3 = meta.get("algorithms", {}).get("dreamerv3")
+    if v3 is not None:
+        text += f"; DreamerV3 size: `{v3['kwargs'].get('model_size')}`"
+    return text
+
+
 def write_summary(out: str, records: Sequence[dict[str, Any]], random: dict[str, list[float]], meta: dict) -> str:
     protocol = meta["protocol"]
     commands = "\n".join(f"    {c['command']}" for c in meta["commands"])
@@ -569,7 +603,7 @@ Produced by `sb3-dreamer compare` (sb3-dreamer {meta["versions"].get("sb3-dreame
 - Train minutes: wall time per run with evaluation time excluded, mean over seeds.
 - Ratio: this row's mean divided by the baseline's ({", ".join(BASELINES)}, first present) for the same game.
 - Random policy: uniformly random actions, {RANDOM_EPISODES} episodes.
-- DreamerV2 size: `{protocol["dreamer_size"]}`. Hardware: {"; ".join(hardware_lines) or "n/a"}.
+- {_describe_sizes(protocol, meta)}. Hardware: {"; ".join(hardware_lines) or "n/a"}.
 
 Commands:
 
@@ -646,6 +680,7 @@ def compare(
     threads: int | None = None,
     jobs: int = 1,
     command: str | None = None,
+    dreamerv3_size: str = "S",
 ) -> list[dict[str, Any]]:
     """Run every (env, algorithm, seed) not already finished in ``out``, then write ``summary.md``,
     ``curves.png`` and ``meta.json``; returns the summary records (see :func:`summarize`).
@@ -658,6 +693,8 @@ def compare(
     :param eval_freq: env steps between evaluations (default: ``steps // 20``).
     :param eval_episodes: greedy evaluation episodes per evaluation.
     :param dreamer_size: DreamerV2 size from :data:`sb3_dreamer.dreamer_v2.sizes.SIZES`.
+    :param dreamerv3_size: DreamerV3 ``model_size`` from :data:`sb3_dreamer.dreamer_v3.SIZES`
+        (recorded in the algorithm's arguments, not in the protocol).
     :param device: torch device for every run (``auto``: CUDA if available).
     :param threads: torch CPU threads per run (default: CPU cores divided by ``jobs``).
     :param jobs: runs in parallel (separate processes when more than one).
@@ -681,12 +718,13 @@ def compare(
             raise ValueError(f"Unknown environment id {env_id!r}.")
     if threads is None:
         threads = max(1, usable_cores() // jobs)
+    sizes = {"dreamerv2": dreamer_size, "dreamerv3": dreamerv3_size}
     algorithms = {
         algo: {
             "label": ALGORITHMS[algo].label,
             "description": ALGORITHMS[algo].description,
             "policy": ALGORITHMS[algo].policy,
-            "kwargs": _jsonable(ALGORITHMS[algo].kwargs(steps, dreamer_size)),  # also validates dreamer_size
+            "kwargs": _jsonable(ALGORITHMS[algo].kwargs(steps, sizes)),  # also validates the sizes
         }
         for algo in algos
     }
@@ -755,6 +793,7 @@ def compare(
                         eval_episodes=eval_episodes,
                         out=out,
                         dreamer_size=dreamer_size,
+                        dreamerv3_size=dreamerv3_size,
                         device=device,
                         threads=threads,
                     )

@@ -12,6 +12,23 @@ sys.path.insert(0, os.path.dirname(__file__))
 TINY = dict(deter_size=16, hidden_size=16, stoch_size=4, classes=4, mlp_units=16, mlp_layers=1, cnn_depth=4)
 #: Arguments that make a few hundred steps of training cheap.
 FAST = dict(learning_starts=40, batch_size=4, sequence_length=8, imagination_horizon=3, train_freq=4)
+#: The same for DreamerV3, whose knob is train_ratio: 8 replayed steps per env step = a 4 x 8 update every 4 steps.
+FAST_V3 = dict(learning_starts=40, batch_size=4, sequence_length=8, imagination_horizon=3, train_ratio=8)
+
+
+def fast(cls: type) -> dict:
+    """FAST arguments for a Dreamer class."""
+    from sb3_dreamer import DreamerV3
+
+    return dict(FAST_V3 if issubclass(cls, DreamerV3) else FAST)
+
+
+@pytest.fixture(params=["DreamerV2", "DreamerV3"])
+def algo(request):
+    """Each Dreamer algorithm in turn: the shared tests run on both."""
+    import sb3_dreamer
+
+    return getattr(sb3_dreamer, request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -7,17 +7,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import FAST, TINY
+from conftest import TINY, fast
 from envs import SpaceEnv
 from gymnasium import spaces
 from stable_baselines3 import DQN
 
+import sb3_dreamer
 from sb3_dreamer import DreamerV2, SequenceReplayBuffer
 
 
-@pytest.fixture(scope="module")
-def trained():
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=1, device="cpu", buffer_size=5000, **FAST)
+@pytest.fixture(scope="module", params=["DreamerV2", "DreamerV3"])
+def trained(request):
+    cls = getattr(sb3_dreamer, request.param)
+    model = cls("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=1, device="cpu", buffer_size=5000, **fast(cls))
     model.learn(120)
     return model
 
@@ -54,13 +56,17 @@ def test_save_load_identical(trained, tmp_path):
         "policy.critic_optimizer.pth",
     } <= names
     env = gym.make("MinAtar/Breakout-v1")
-    loaded = DreamerV2.load(path, env=env, device="cpu")
+    loaded = type(trained).load(path, env=env, device="cpu")
     for (name, a), (_, b) in zip(trained.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True):
         assert th.equal(a, b), name
     for opt in ("wm_optimizer", "actor_optimizer", "critic_optimizer"):
         _optimizer_states_equal(getattr(trained.policy, opt), getattr(loaded.policy, opt))
     assert loaded.num_timesteps == trained.num_timesteps and loaded._n_updates == trained._n_updates
-    assert loaded.sequence_length == trained.sequence_length and loaded.kl_balance == trained.kl_balance
+    for name in ("sequence_length", "gamma", "train_freq", "gradient_steps", "kl_balance", "dyn_scale", "model_size"):
+        assert getattr(loaded, name, None) == getattr(trained, name, None), name
+    if isinstance(trained, sb3_dreamer.DreamerV3):  # the return normaliser's EMAs are saved with the policy
+        assert trained.policy.return_normalizer.high > 0
+        assert th.equal(loaded.policy.return_normalizer.high, trained.policy.return_normalizer.high)
     actions_a, state_a = _rollout(trained, gym.make("MinAtar/Breakout-v1"))
     actions_b, state_b = _rollout(loaded, gym.make("MinAtar/Breakout-v1"))
     assert actions_a == actions_b
@@ -87,7 +93,7 @@ def test_state_threading_matters(trained):
 def test_replay_buffer_round_trip(trained, tmp_path):
     path = tmp_path / "buffer.pkl"
     trained.save_replay_buffer(path)
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, **FAST)
+    model = type(trained)("MinAtar/Breakout-v1", policy_kwargs=TINY, **fast(type(trained)))
     model.load_replay_buffer(path)
     a, b = trained.replay_buffer, model.replay_buffer
     assert isinstance(b, SequenceReplayBuffer)
@@ -102,14 +108,14 @@ def test_replay_buffer_round_trip(trained, tmp_path):
     model.learn(10)  # sampling and training work on the restored buffer
 
 
-def test_keyword_and_positional_construction():
+def test_keyword_and_positional_construction(algo):
     env = SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2))
-    by_keyword = DreamerV2(policy="MlpPolicy", env=env, policy_kwargs=TINY)
-    positional = DreamerV2("MlpPolicy", env, policy_kwargs=TINY)
-    env_first = DreamerV2(env, policy_kwargs=TINY)
+    by_keyword = algo(policy="MlpPolicy", env=env, policy_kwargs=TINY)
+    positional = algo("MlpPolicy", env, policy_kwargs=TINY)
+    env_first = algo(env, policy_kwargs=TINY)
     assert by_keyword.env is not None and positional.env is not None and env_first.env is not None
     with pytest.raises(ValueError, match="needs an environment"):
-        DreamerV2()
+        algo()
 
 
 def test_corrupted_zip_raises(trained, tmp_path):
@@ -117,31 +123,39 @@ def test_corrupted_zip_raises(trained, tmp_path):
     trained.save(path)
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(path.read_bytes()[:500])
+    cls = type(trained)
     with pytest.raises(ValueError, match=r"truncated\.zip"):
-        DreamerV2.load(truncated)
+        cls.load(truncated)
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"not a zip at all")
     with pytest.raises(ValueError, match="not a valid zip"):
-        DreamerV2.load(garbage)
+        cls.load(garbage)
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("something", "else")
     with pytest.raises(ValueError, match="no 'data' member"):
-        DreamerV2.load(empty)
+        cls.load(empty)
 
 
-def test_foreign_zip_raises(tmp_path):
+def test_foreign_zip_raises(algo, tmp_path):
     path = tmp_path / "dqn.zip"
     DQN("MlpPolicy", "CartPole-v1", learning_starts=0).save(path)
     with pytest.raises(ValueError, match=r"dqn\.zip was saved by another algorithm"):
-        DreamerV2.load(path)
+        algo.load(path)
+
+
+def test_other_dreamer_version_raises(tmp_path):
+    path = tmp_path / "v2.zip"
+    DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY).save(path)
+    with pytest.raises(ValueError, match=r"saved by sb3_dreamer's DreamerV2, not by DreamerV3"):
+        sb3_dreamer.DreamerV3.load(path)
 
 
 def test_load_from_file_object(trained):
     buffer = io.BytesIO()
     trained.save(buffer)
     buffer.seek(0)
-    loaded = DreamerV2.load(buffer, device="cpu")
+    loaded = type(trained).load(buffer, device="cpu")
     assert loaded.num_timesteps == trained.num_timesteps
 
 
@@ -149,6 +163,6 @@ def test_mismatched_env_raises(trained, tmp_path):
     path = tmp_path / "model.zip"
     trained.save(path)
     with pytest.raises(ValueError, match="Observation spaces do not match"):
-        DreamerV2.load(path, env=gym.make("MinAtar/Freeway-v1"))  # 7 channels instead of 4
+        type(trained).load(path, env=gym.make("MinAtar/Freeway-v1"))  # 7 channels instead of 4
     with pytest.raises(ValueError, match="Action spaces do not match"):
-        DreamerV2.load(path, env=gym.make("MinAtar/Asterix-v1"))  # 5 actions instead of 3
+        type(trained).load(path, env=gym.make("MinAtar/Asterix-v1"))  # 5 actions instead of 3

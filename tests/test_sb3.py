@@ -6,7 +6,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import FAST, TINY
+from conftest import FAST, TINY, fast
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -39,8 +39,8 @@ def test_minatar_action_counts():
     assert gym.make("MinAtar/Breakout-v1").action_space.n == 3
 
 
-def test_evaluate_policy_threads_recurrent_state():
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=0, **FAST)
+def test_evaluate_policy_threads_recurrent_state(algo):
+    model = algo("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=0, **fast(algo))
     calls = []
     original = model.predict
 
@@ -56,8 +56,8 @@ def test_evaluate_policy_threads_recurrent_state():
     assert sum(int(c[1][0]) for c in calls) == 2  # one reset per episode
 
 
-def test_callbacks_and_progress_bar(tmp_path):
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=0, **FAST)
+def test_callbacks_and_progress_bar(algo, tmp_path):
+    model = algo("MinAtar/Breakout-v1", policy_kwargs=TINY, seed=0, **fast(algo))
     eval_cb = EvalCallback(
         Monitor(gym.make("MinAtar/Breakout-v1")),
         eval_freq=50,
@@ -71,23 +71,23 @@ def test_callbacks_and_progress_bar(tmp_path):
     assert (tmp_path / "best" / "best_model.zip").exists()
     assert (tmp_path / "ckpt" / "rl_model_120_steps.zip").exists()
     assert (tmp_path / "ckpt" / "rl_model_replay_buffer_120_steps.pkl").exists()
-    restored = DreamerV2.load(tmp_path / "ckpt" / "rl_model_120_steps.zip", env=gym.make("MinAtar/Breakout-v1"))
+    restored = algo.load(tmp_path / "ckpt" / "rl_model_120_steps.zip", env=gym.make("MinAtar/Breakout-v1"))
     restored.load_replay_buffer(tmp_path / "ckpt" / "rl_model_replay_buffer_120_steps.pkl")
     assert restored.replay_buffer.size() > 0
     restored.learn(20, reset_num_timesteps=False)
 
 
-def test_callback_can_stop_training():
+def test_callback_can_stop_training(algo):
     class StopAt(BaseCallback):
         def _on_step(self) -> bool:
             return self.num_timesteps < 25
 
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, **FAST)
+    model = algo("MinAtar/Breakout-v1", policy_kwargs=TINY, **fast(algo))
     model.learn(1000, callback=StopAt())
     assert model.num_timesteps == 25
 
 
-def test_subproc_vec_env_with_module_prefixed_id():
+def test_subproc_vec_env_with_module_prefixed_id():  # DreamerV2 only: the VecEnv path is shared code
     venv = make_vec_env(
         "sb3_dreamer:MinAtar/Breakout-v1",
         n_envs=2,
@@ -105,8 +105,8 @@ def test_subproc_vec_env_with_module_prefixed_id():
         venv.close()
 
 
-def test_logger_records_dreamer_keys():
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, **FAST)
+def test_logger_records_dreamer_keys(algo):
+    model = algo("MinAtar/Breakout-v1", policy_kwargs=TINY, **fast(algo))
     logger = configure(None, [])
     model.set_logger(logger)
     recorded = {}
@@ -136,9 +136,11 @@ def test_logger_records_dreamer_keys():
         assert np.isfinite(recorded[f"train/{key}"]), key
     for key in ("rollout/ep_rew_mean", "time/fps", "time/total_timesteps"):
         assert key in recorded
+    if algo is sb3_dreamer.DreamerV3:
+        assert recorded["train/return_scale"] >= 1.0
 
 
-def test_set_env_and_target_update():
+def test_set_env_and_target_update():  # DreamerV2's hard copy; DreamerV3's EMA is in test_dreamer_v3.py
     model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, target_update_interval=5, **FAST)
     model.learn(80)
     critic = model.policy.critic.state_dict()
@@ -156,8 +158,8 @@ def test_version():
 
 
 @pytest.mark.parametrize("total", [50.0, 6e1])
-def test_learn_accepts_floats(total):
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, **FAST)
+def test_learn_accepts_floats(algo, total):
+    model = algo("MinAtar/Breakout-v1", policy_kwargs=TINY, **fast(algo))
     model.learn(total)
     # SB3 collects whole train_freq chunks: total_timesteps is a lower bound (SB3 #1150)
     assert total <= model.num_timesteps < total + FAST["train_freq"]

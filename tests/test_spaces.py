@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import FAST, TINY
+from conftest import TINY, fast
 from envs import BadValueEnv, SpaceEnv
 from gymnasium import spaces
 
@@ -30,8 +30,8 @@ VECTOR_SPACES = {
 ACTION_SPACES = {"discrete": spaces.Discrete(3), "box": spaces.Box(np.array([-2.0, 0.0]), np.array([3.0, 1.0]))}
 
 
-def _train(obs_space, action_space, steps=60):
-    model = DreamerV2(SpaceEnv(obs_space, action_space), policy_kwargs=TINY, seed=0, device="cpu", **FAST)
+def _train(algo, obs_space, action_space, steps=60):
+    model = algo(SpaceEnv(obs_space, action_space), policy_kwargs=TINY, seed=0, device="cpu", **fast(algo))
     model.learn(steps)
     assert model._n_updates > 0
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
@@ -43,9 +43,9 @@ def _train(obs_space, action_space, steps=60):
 
 
 @pytest.mark.parametrize("name", list(IMAGE_SPACES) + list(VECTOR_SPACES))
-def test_observation_spaces_train(name):
+def test_observation_spaces_train(algo, name):
     space = {**IMAGE_SPACES, **VECTOR_SPACES}[name]
-    model = _train(space, spaces.Discrete(3))
+    model = _train(algo, space, spaces.Discrete(3))
     parts = model.policy.parts
     if name in IMAGE_SPACES:
         assert parts[0].is_image and len(model.policy.world_model.encoder.cnns) == 1
@@ -67,23 +67,25 @@ def test_image_layout_inference():
         assert observation_parts(chw, channels_last=flag)[0].shape == (3, 64, 48)
 
 
-def test_uint8_hwc_env_with_channels_last_flag_trains():
-    model = DreamerV2(
-        SpaceEnv(IMAGE_SPACES["uint8_hwc"], spaces.Discrete(2)), policy_kwargs={**TINY, "channels_last": True}, **FAST
+def test_uint8_hwc_env_with_channels_last_flag_trains(algo):
+    model = algo(
+        SpaceEnv(IMAGE_SPACES["uint8_hwc"], spaces.Discrete(2)),
+        policy_kwargs={**TINY, "channels_last": True},
+        **fast(algo),
     )
     model.learn(50)
     assert model.policy.parts[0].shape == (3, 16, 16)
 
 
 @pytest.mark.parametrize("name", list(ACTION_SPACES))
-def test_action_spaces_train(name):
-    model = _train(spaces.Box(-1.0, 1.0, (4,), np.float32), ACTION_SPACES[name])
+def test_action_spaces_train(algo, name):
+    model = _train(algo, spaces.Box(-1.0, 1.0, (4,), np.float32), ACTION_SPACES[name])
     assert model.actor_grad_mix == (1.0 if name == "discrete" else 0.0)  # rho: REINFORCE vs dynamics
 
 
 def test_box_actions_are_rescaled_to_bounds():
     space = ACTION_SPACES["box"]
-    model = DreamerV2(SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), space), policy_kwargs=TINY, **FAST)
+    model = DreamerV2(SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), space), policy_kwargs=TINY, **fast(DreamerV2))
     extremes = model.policy.to_env_action(th.tensor([[-1.0, 1.0], [1.0, -1.0]]))
     assert extremes.tolist() == [[-2.0, 1.0], [3.0, 0.0]]
     assert np.allclose(model.policy.to_buffer_action(extremes), [[-1.0, 1.0], [1.0, -1.0]])
@@ -100,9 +102,9 @@ def test_box_actions_are_rescaled_to_bounds():
         (spaces.Box(0, 255, (4, 4, 3), np.uint8), "at least 5x5"),
     ],
 )
-def test_unsupported_observation_spaces_raise(obs_space, match):
+def test_unsupported_observation_spaces_raise(algo, obs_space, match):
     with pytest.raises(TypeError, match=match):
-        DreamerV2(SpaceEnv(obs_space, spaces.Discrete(2)), policy_kwargs=TINY)
+        algo(SpaceEnv(obs_space, spaces.Discrete(2)), policy_kwargs=TINY)
 
 
 @pytest.mark.parametrize(
@@ -113,28 +115,28 @@ def test_unsupported_observation_spaces_raise(obs_space, match):
         (spaces.Box(-np.inf, np.inf, (2,)), "bounded Box"),
     ],
 )
-def test_unsupported_action_spaces_raise(action_space, match):
+def test_unsupported_action_spaces_raise(algo, action_space, match):
     with pytest.raises(TypeError, match=match):
-        DreamerV2(SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), action_space), policy_kwargs=TINY)
+        algo(SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), action_space), policy_kwargs=TINY)
 
 
 @pytest.mark.parametrize("where", ["observation", "reward"])
-def test_non_finite_inputs_raise_before_touching_weights(where):
-    model = DreamerV2(BadValueEnv(where), policy_kwargs=TINY, **{**FAST, "learning_starts": 1})
+def test_non_finite_inputs_raise_before_touching_weights(algo, where):
+    model = algo(BadValueEnv(where), policy_kwargs=TINY, **{**fast(algo), "learning_starts": 1})
     before = [p.detach().clone() for p in model.policy.parameters()]
     with pytest.raises(ValueError, match="non-finite " + where):
         model.learn(50)
     assert all(th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
 
 
-def test_predict_rejects_nan_observation():
-    model = DreamerV2(BadValueEnv("observation"), policy_kwargs=TINY, **FAST)
+def test_predict_rejects_nan_observation(algo):
+    model = algo(BadValueEnv("observation"), policy_kwargs=TINY, **fast(algo))
     with pytest.raises(ValueError, match="non-finite observation"):
         model.predict(np.array([0.0, np.nan, 0.0], np.float32))
 
 
-def test_minatar_bool_observations_stay_one_byte():
-    model = DreamerV2("MinAtar/Breakout-v1", policy_kwargs=TINY, buffer_size=1000, **FAST)
+def test_minatar_bool_observations_stay_one_byte(algo):
+    model = algo("MinAtar/Breakout-v1", policy_kwargs=TINY, buffer_size=1000, **fast(algo))
     assert model.replay_buffer.observations["obs"].dtype == np.bool_
     assert model.replay_buffer.observations["obs"].nbytes == 1000 * 10 * 10 * 4
     assert not hasattr(model.replay_buffer, "next_observations") or model.replay_buffer.next_observations is None
@@ -142,10 +144,10 @@ def test_minatar_bool_observations_stay_one_byte():
     assert model.replay_buffer.size() > 60
 
 
-def test_gym_env_instance_and_vec_env():
+def test_gym_env_instance_and_vec_env(algo):
     from stable_baselines3.common.env_util import make_vec_env
 
     venv = make_vec_env(lambda: gym.make("MinAtar/Breakout-v1"), n_envs=2, seed=0)
-    model = DreamerV2(venv, policy_kwargs=TINY, **FAST)
+    model = algo(venv, policy_kwargs=TINY, **fast(algo))
     model.learn(80)
     assert model.replay_buffer.stored().min() >= 40

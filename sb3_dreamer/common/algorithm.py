@@ -13,6 +13,7 @@ import json
 import pathlib
 import zipfile
 from collections import defaultdict
+from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -39,7 +40,9 @@ SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
 
 class Dreamer(OffPolicyAlgorithm):
-    """Shared implementation; see :class:`sb3_dreamer.DreamerV2` for the arguments and defaults."""
+    """Shared implementation; see :class:`sb3_dreamer.DreamerV2` and :class:`sb3_dreamer.DreamerV3`
+    for the arguments and defaults. Subclasses choose the KL term (:meth:`_kl_loss`) and the
+    behaviour-learning options (:meth:`_behavior_options`)."""
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "DreamerPolicy": DreamerPolicy,
@@ -66,15 +69,15 @@ class Dreamer(OffPolicyAlgorithm):
         return_lambda: float = 0.95,
         train_freq: int | tuple[int, str] = 10,
         gradient_steps: int = 1,
-        kl_scale: float = 0.1,
-        kl_balance: float = 0.8,
-        free_nats: float = 0.0,
-        discount_scale: float = 5.0,
+        train_ratio: float | None = None,
+        discount_scale: float = 1.0,
         reward_scale: float = 1.0,
         entropy_coef: float = 1e-3,
         actor_grad_mix: float | None = None,
         target_update_interval: int = 100,
+        tau: float = 1.0,
         max_grad_norm: float = 100.0,
+        world_model_max_grad_norm: float | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -121,15 +124,17 @@ class Dreamer(OffPolicyAlgorithm):
         self.sequence_length = sequence_length
         self.imagination_horizon = imagination_horizon
         self.return_lambda = return_lambda
-        self.kl_scale = kl_scale
-        self.kl_balance = kl_balance
-        self.free_nats = free_nats
+        self.train_ratio = train_ratio
         self.discount_scale = discount_scale
         self.reward_scale = reward_scale
         self.entropy_coef = entropy_coef
         self.actor_grad_mix = actor_grad_mix
         self.target_update_interval = target_update_interval
+        self.tau = tau
         self.max_grad_norm = max_grad_norm
+        self.world_model_max_grad_norm = world_model_max_grad_norm
+        if world_model_max_grad_norm is None:
+            self.world_model_max_grad_norm = max_grad_norm
         self._sb3_dreamer_algorithm = type(self).__name__  # checked on load
         self._last_latent: LatentState | None = None
         if getattr(self, "observation_space", None) is not None:
@@ -141,6 +146,10 @@ class Dreamer(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         if not issubclass(self.replay_buffer_class, SequenceReplayBuffer):  # type: ignore[arg-type]
             raise TypeError(f"Dreamer needs a SequenceReplayBuffer, got {self.replay_buffer_class}.")
+        if self.train_ratio is not None:
+            self.train_freq, self.gradient_steps = train_schedule(
+                self.train_ratio, self.batch_size * self.sequence_length, self.n_envs
+            )
         self._setup_lr_schedule()
         self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
@@ -231,11 +240,20 @@ class Dreamer(OffPolicyAlgorithm):
             self.logger.record(f"train/{key}", schedule(progress))
             update_learning_rate(optimizer, schedule(progress))
 
-    def _optimize(self, loss: th.Tensor, optimizer: th.optim.Optimizer, module: th.nn.Module, name: str) -> th.Tensor:
+    @property
+    def replay_ratio(self) -> float:
+        """Replayed steps (B x T per gradient step) per env step, as ``train_freq``/``gradient_steps`` give it."""
+        freq = self.train_freq.frequency if hasattr(self.train_freq, "frequency") else self.train_freq
+        freq = freq[0] if isinstance(freq, tuple) else freq
+        return self.gradient_steps * self.batch_size * self.sequence_length / (freq * self.n_envs)
+
+    def _optimize(
+        self, loss: th.Tensor, optimizer: th.optim.Optimizer, module: th.nn.Module, name: str, max_norm: float
+    ) -> th.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         try:
-            norm = th.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm, error_if_nonfinite=True)
+            norm = th.nn.utils.clip_grad_norm_(module.parameters(), max_norm, error_if_nonfinite=True)
         except RuntimeError as error:
             raise ValueError(
                 f"Non-finite {name} gradient (loss {loss.item():.4g}); the update was not applied. "
@@ -261,7 +279,7 @@ class Dreamer(OffPolicyAlgorithm):
                 sums[key] = sums[key] + value
             self._n_updates += 1
             if self._n_updates % self.target_update_interval == 0:
-                policy.update_target_critic()
+                policy.update_target_critic(self.tau)
         for key, value in sums.items():
             self.logger.record(f"train/{key}", (value / gradient_steps).item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -270,10 +288,10 @@ class Dreamer(OffPolicyAlgorithm):
         """One Dreamer update: the world model on ``batch``, then actor and critic in imagination."""
         policy = self.policy
         wm = policy.world_model
-        model_loss, posterior, metrics = wm.loss(
-            batch, self.kl_scale, self.kl_balance, self.free_nats, self.discount_scale, self.reward_scale
+        model_loss, posterior, metrics = wm.loss(batch, self._kl_loss, self.discount_scale, self.reward_scale)
+        metrics["model_grad_norm"] = self._optimize(
+            model_loss, policy.wm_optimizer, wm, "world-model", self.world_model_max_grad_norm
         )
-        metrics["model_grad_norm"] = self._optimize(model_loss, policy.wm_optimizer, wm, "world-model")
         actor_loss, critic_loss, behavior_metrics = behavior_losses(
             wm,
             policy.actor,
@@ -286,11 +304,23 @@ class Dreamer(OffPolicyAlgorithm):
             self.return_lambda,
             float(self.actor_grad_mix),
             self.entropy_coef,  # type: ignore[arg-type]
+            **self._behavior_options(),
         )
         metrics.update(behavior_metrics)
-        metrics["actor_grad_norm"] = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor")
-        metrics["critic_grad_norm"] = self._optimize(critic_loss, policy.critic_optimizer, policy.critic, "critic")
+        norm = self.max_grad_norm
+        metrics["actor_grad_norm"] = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor", norm)
+        metrics["critic_grad_norm"] = self._optimize(
+            critic_loss, policy.critic_optimizer, policy.critic, "critic", norm
+        )
         return metrics
+
+    def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """The weighted KL term of the world-model loss and the KL value per element."""
+        raise NotImplementedError
+
+    def _behavior_options(self) -> dict[str, Any]:
+        """Extra arguments of :func:`~sb3_dreamer.common.behavior.behavior_losses`."""
+        return {}
 
     # -- saving -------------------------------------------------------------------------------------
     @classmethod
@@ -326,6 +356,26 @@ class Dreamer(OffPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+
+def train_schedule(train_ratio: float, replayed_per_update: int, n_envs: int) -> tuple[tuple[int, str], int]:
+    """``(train_freq, gradient_steps)`` for SB3 that replay about ``train_ratio`` steps per env step.
+
+    One gradient step replays ``replayed_per_update`` = B x T steps; one ``train_freq`` step collects
+    ``n_envs`` env steps. The updates per collection step are approximated either by a fraction
+    ``gradient_steps / train_freq`` with ``train_freq`` <= 16 (so updates never come in long
+    bursts) or by one update every ``round(1 / updates)`` steps, whichever is closer.
+    ``Dreamer.replay_ratio`` gives the ratio actually used.
+    """
+    if not train_ratio > 0:
+        raise ValueError(f"train_ratio must be positive, got {train_ratio}.")
+    per_step = train_ratio * n_envs / replayed_per_update
+    fraction = Fraction(per_step).limit_denominator(16)
+    candidates = [(max(1, round(1.0 / per_step)), 1)]
+    if fraction.numerator > 0:
+        candidates.append((fraction.denominator, fraction.numerator))
+    freq, steps = min(candidates, key=lambda c: abs(c[1] / c[0] - per_step))
+    return (freq, "step"), steps
 
 
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, policy_kwargs: dict | None) -> None:

@@ -14,7 +14,7 @@ and the loss of step ``t`` is weighted by ``gamma^t prod_{k<=t} c_k``, with ``c_
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch as th
@@ -27,14 +27,18 @@ from sb3_dreamer.common.distributions import (
     mode_one_hot,
     sample_one_hot,
     straight_through,
+    unimix_logits,
 )
-from sb3_dreamer.common.networks import mlp
+from sb3_dreamer.common.networks import V2_STYLE, NetStyle, ScalarHead, mlp
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
 class Actor(nn.Module):
     """p_psi(a_t | z^_t): a categorical over one-hot actions (Discrete) or a tanh-squashed
-    Gaussian in [-1, 1] (Box; DreamerV1's bounded action distribution)."""
+    Gaussian in [-1, 1] (Box; DreamerV1's bounded action distribution).
+
+    ``unimix`` mixes that share of the uniform distribution into the categorical (DreamerV3: 0.01).
+    """
 
     def __init__(
         self,
@@ -43,6 +47,8 @@ class Actor(nn.Module):
         discrete: bool,
         layers: int,
         units: int,
+        style: NetStyle = V2_STYLE,
+        unimix: float = 0.0,
         init_std: float = 5.0,
         min_std: float = 1e-4,
         mean_scale: float = 5.0,
@@ -50,9 +56,14 @@ class Actor(nn.Module):
         super().__init__()
         self.discrete = discrete
         self.action_dim = action_dim
-        self.net = mlp(feat_dim, action_dim if discrete else 2 * action_dim, layers, units)
+        self.unimix = unimix
+        self.net = mlp(feat_dim, action_dim if discrete else 2 * action_dim, layers, units, style)
         self._raw_init_std = math.log(math.exp(init_std) - 1.0)
         self.min_std, self.mean_scale = min_std, mean_scale
+
+    def logits(self, feat: th.Tensor) -> th.Tensor:
+        """Logits of the (uniform-mixed) categorical over Discrete actions."""
+        return unimix_logits(self.net(feat), self.unimix)
 
     def gaussian(self, feat: th.Tensor) -> TanhGaussian:
         mean, std = self.net(feat).chunk(2, -1)
@@ -63,6 +74,7 @@ class Actor(nn.Module):
     def act(self, feat: th.Tensor, deterministic: bool = False) -> th.Tensor:
         """An action for ``feat``: straight-through one-hot (Discrete) or in [-1, 1] (Box)."""
         if deterministic:
+            # (the uniform mix keeps the mode)
             return mode_one_hot(self.net(feat)) if self.discrete else self.gaussian(feat).mode()
         return self.sample(feat)[0]
 
@@ -70,7 +82,7 @@ class Actor(nn.Module):
         """A sample with a gradient path: (action, raw) where raw is the straight-through one-hot
         (Discrete) or the pre-tanh Gaussian sample (Box), as :meth:`log_prob_entropy` needs it."""
         if self.discrete:
-            logits = self.net(feat)
+            logits = self.logits(feat)
             action = straight_through(sample_one_hot(logits), logits)
             return action, action
         return self.gaussian(feat).rsample()
@@ -83,15 +95,32 @@ class Actor(nn.Module):
         path of ``x`` (a detached sample would give a score-function gradient, zero in expectation).
         """
         if self.discrete:
-            logits = self.net(feat)
+            logits = self.logits(feat)
             return categorical_log_prob(logits, raw.detach()), categorical_entropy(logits)
         dist = self.gaussian(feat)
         return dist.log_prob_pre_tanh(raw.detach()), -dist.log_prob_pre_tanh(raw)
 
 
-def critic_net(feat_dim: int, layers: int, units: int) -> nn.Module:
-    """v_xi(z^_t): a deterministic value (the mean of a unit Gaussian)."""
-    return mlp(feat_dim, 1, layers, units)
+class ReturnNormalizer(nn.Module):
+    """DreamerV3's return scale (paper Eq. 7; seed 004): ``S = max(limit, EMA(Per(R, 95)) - EMA(Per(R, 5)))``,
+    the EMAs (decay 0.99) of the 5th and 95th percentiles of the imagined lambda-returns of each
+    batch. Its state is part of the policy, so it is saved and loaded with the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("low", th.zeros(()))
+        self.register_buffer("high", th.zeros(()))
+
+    @th.no_grad()
+    def update(self, returns: th.Tensor, decay: float = 0.99, percentiles: tuple[float, float] = (5.0, 95.0)) -> None:
+        q = th.tensor(percentiles, device=returns.device, dtype=th.float32) / 100.0
+        low, high = th.quantile(returns.detach().flatten().float(), q)
+        self.low.mul_(decay).add_((1.0 - decay) * low)
+        self.high.mul_(decay).add_((1.0 - decay) * high)
+
+    def scale(self, limit: float = 1.0) -> th.Tensor:
+        """``max(limit, high - low)``: returns are divided by it, so small ones are never amplified."""
+        return (self.high - self.low).clamp(min=limit)
 
 
 def lambda_return(rewards: th.Tensor, values: th.Tensor, discounts: th.Tensor, lambda_: float) -> th.Tensor:
@@ -117,6 +146,10 @@ def discount_weights(first_continue: th.Tensor, continues: th.Tensor, gamma: flo
     """
     cont = th.cat([first_continue.unsqueeze(0), continues[:-1]], 0)
     return th.cumprod(gamma * cont, 0) / gamma
+
+
+#: ``lambda-returns -> the scale S that divides the advantage`` (DreamerV3's return normalisation)
+ReturnScale = Callable[[th.Tensor], th.Tensor]
 
 
 @contextmanager
@@ -151,8 +184,8 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[t
 def behavior_losses(
     world_model: nn.Module,
     actor: Actor,
-    critic: nn.Module,
-    target_critic: nn.Module,
+    critic: ScalarHead,
+    target_critic: ScalarHead,
     posterior: RSSMState,
     is_terminal: th.Tensor,
     horizon: int,
@@ -160,44 +193,63 @@ def behavior_losses(
     lambda_: float,
     actor_grad_mix: float,
     entropy_coef: float,
+    bootstrap_critic: ScalarHead | None = None,
+    return_scale: ReturnScale | None = None,
+    target_regularizer: float = 0.0,
 ) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
-    """Actor loss (paper Eq. 6) and critic loss (paper Eq. 5) from imagination started at every
-    posterior state, with the world model frozen.
+    """Actor and critic losses from imagination started at every posterior state, with the world
+    model frozen. DreamerV2 (paper Eq. 5-6) with the defaults; DreamerV3 (paper Eq. 6-11) with:
+
+    :param bootstrap_critic: The critic whose values bootstrap the lambda-returns and serve as the
+        baseline: ``target_critic`` when ``None`` (DreamerV2), the online ``critic`` (DreamerV3)
+    :param return_scale: Called with the lambda-returns, gives the scale S the advantage is divided
+        by (DreamerV3's percentile return normalisation); ``None`` = 1
+    :param target_regularizer: Weight of ``-ln p(sg(v_target(s_t)) | s_t)``, the critic's
+        regulariser towards the EMA target network (DreamerV3: 1.0)
 
     ``actor_grad_mix`` is rho: 1 = REINFORCE (Discrete), 0 = dynamics backpropagation (Box).
     """
+    bootstrap = target_critic if bootstrap_critic is None else bootstrap_critic
     start = RSSMState(*(x.detach().flatten(0, 1) for x in posterior))
     # Discrete REINFORCE needs no gradient through imagination; Box actions always need the
     # reparameterised sample for their entropy estimate.
     reinforce_only = actor_grad_mix == 1.0 and actor.discrete
-    with frozen(world_model, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
+    with frozen(world_model, critic, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
         feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:])  # c_{t+1}
-        values = target_critic(feats[1:]).squeeze(-1)  # v(s_{t+1}) from the target network
+        values = bootstrap.predict(feats[1:])  # v(s_{t+1})
         returns = lambda_return(rewards, values, gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():
         weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
-        baseline = target_critic(feats[:-1]).squeeze(-1)
+        baseline = bootstrap.predict(feats[:-1])
+        scale = th.ones((), device=returns.device) if return_scale is None else return_scale(returns)
     policy_feats = feats[:-1].detach()
     log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)
-    advantage = (returns - baseline).detach()
-    # Eq. 6: -rho ln p(a_t) sg(V^lambda_t - v(z_t)) - (1 - rho) V^lambda_t - eta H[a_t | z_t]
+    advantage = ((returns - baseline) / scale).detach()
+    # V2 Eq. 6 / V3 Eq. 11: -rho ln p(a_t) sg((V^lambda_t - v(s_t)) / S) - (1 - rho) V^lambda_t / S - eta H[a_t | s_t]
     objective = entropy_coef * entropy
     if actor_grad_mix > 0.0:
         objective = objective + actor_grad_mix * log_prob * advantage
     if actor_grad_mix < 1.0:
-        objective = objective + (1.0 - actor_grad_mix) * returns
+        objective = objective + (1.0 - actor_grad_mix) * returns / scale
     actor_loss = -(weights * objective).mean()
-    # Eq. 5: 1/2 (v(z_t) - sg(V^lambda_t))^2
-    value_pred = critic(policy_feats).squeeze(-1)
-    critic_loss = (weights * 0.5 * (value_pred - returns.detach()) ** 2).mean()
+    # V2 Eq. 5: 1/2 (v(s_t) - sg(V^lambda_t))^2;  V3 Eq. 10: -ln p(sg(V^lambda_t) | s_t), two-hot
+    value_out = critic(policy_feats)
+    critic_nll = critic.nll(value_out, returns.detach())
+    if target_regularizer > 0.0:
+        with th.no_grad():
+            target_value = target_critic.predict(policy_feats)
+        critic_nll = critic_nll + target_regularizer * critic.nll(value_out, target_value)
+    critic_loss = (weights * critic_nll).mean()
     metrics = {
         "actor_loss": actor_loss.detach(),
         "critic_loss": critic_loss.detach(),
         "actor_entropy": entropy.detach().mean(),
         "imagined_return": returns[0].detach().mean(),
         "imagined_reward": rewards.detach().mean(),
-        "value": value_pred.detach().mean(),
+        "value": critic.mean(value_out.detach()).mean(),
     }
+    if return_scale is not None:
+        metrics["return_scale"] = scale
     return actor_loss, critic_loss, metrics

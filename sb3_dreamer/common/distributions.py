@@ -41,6 +41,18 @@ def categorical_kl(p_logits: th.Tensor, q_logits: th.Tensor) -> th.Tensor:
     return (p_log.exp() * (p_log - q_log)).sum((-2, -1))
 
 
+def kl_losses(post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """The two halves of the KL loss, per element (summed over the latent variables and classes).
+
+    ``dyn = KL[sg(post) || prior]`` trains the prior (the dynamics predictor) towards the posterior;
+    ``rep = KL[post || sg(prior)]`` regularises the posterior (the representation). Both have the
+    value of ``KL[post || prior]``; they differ in where the gradient goes.
+    """
+    dyn = categorical_kl(post_logits.detach(), prior_logits)
+    rep = categorical_kl(post_logits, prior_logits.detach())
+    return dyn, rep
+
+
 def balanced_kl(
     post_logits: th.Tensor, prior_logits: th.Tensor, balance: float = 0.8, free_nats: float = 0.0
 ) -> tuple[th.Tensor, th.Tensor]:
@@ -53,13 +65,66 @@ def balanced_kl(
 
     :return: (the loss term, the unbalanced KL value per element for logging)
     """
-    value = categorical_kl(post_logits, prior_logits)
-    lhs = categorical_kl(post_logits.detach(), prior_logits).mean()  # trains the prior
-    rhs = categorical_kl(post_logits, prior_logits.detach()).mean()  # regularises the posterior
+    dyn, rep = kl_losses(post_logits, prior_logits)
+    lhs, rhs = dyn.mean(), rep.mean()
     if free_nats > 0.0:
         lhs = lhs.clamp(min=free_nats)
         rhs = rhs.clamp(min=free_nats)
-    return balance * lhs + (1.0 - balance) * rhs, value
+    return balance * lhs + (1.0 - balance) * rhs, dyn.detach()
+
+
+def free_bits_kl(
+    post_logits: th.Tensor,
+    prior_logits: th.Tensor,
+    dyn_scale: float = 0.5,
+    rep_scale: float = 0.1,
+    free_bits: float = 1.0,
+) -> tuple[th.Tensor, th.Tensor]:
+    """DreamerV3's KL terms (paper Eq. 5; seed 004): ``dyn_scale max(1, KL[sg(post) || prior])
+    + rep_scale max(1, KL[post || sg(prior)])``, the free bits clipping each time step (after
+    summing over the latent variables) before the mean.
+
+    :return: (the loss term, the KL value per element for logging)
+    """
+    dyn, rep = kl_losses(post_logits, prior_logits)
+    loss = dyn_scale * dyn.clamp(min=free_bits).mean() + rep_scale * rep.clamp(min=free_bits).mean()
+    return loss, dyn.detach()
+
+
+def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
+    """Logits of ``(1 - unimix) softmax(logits) + unimix / K`` (DreamerV3's 1% uniform mix, seed 004):
+    no class has zero probability, so KLs and log-probabilities stay finite. Identity for 0."""
+    if unimix <= 0.0:
+        return logits
+    probs = logits.softmax(-1)
+    return th.log((1.0 - unimix) * probs + unimix / logits.shape[-1])
+
+
+def symlog(x: th.Tensor) -> th.Tensor:
+    """``sign(x) ln(|x| + 1)`` (DreamerV3 paper Eq. 1): compresses large magnitudes, keeps the sign."""
+    return th.sign(x) * th.log1p(x.abs())
+
+
+def symexp(x: th.Tensor) -> th.Tensor:
+    """The inverse of :func:`symlog`: ``sign(x) (exp(|x|) - 1)``."""
+    return th.sign(x) * th.expm1(x.abs())
+
+
+def two_hot(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
+    """Two-hot encoding of ``x`` on the sorted ``bins`` (DreamerV3 paper Eq. 9; seed 004).
+
+    The weight goes to the two bins around ``x``, in proportion to closeness; values outside the
+    range put all their weight on the nearest end bin. Returns ``(*x.shape, len(bins))``.
+    """
+    n = bins.shape[0]
+    x = x.clamp(bins[0], bins[-1])
+    above = th.searchsorted(bins, x.contiguous().unsqueeze(-1)).squeeze(-1).clamp(1, n - 1)
+    below = above - 1
+    w_above = (x - bins[below]) / (bins[above] - bins[below])
+    target = th.zeros(*x.shape, n, dtype=x.dtype, device=x.device)
+    target.scatter_(-1, below.unsqueeze(-1), (1.0 - w_above).unsqueeze(-1))
+    target.scatter_add_(-1, above.unsqueeze(-1), w_above.unsqueeze(-1))
+    return target
 
 
 def categorical_log_prob(logits: th.Tensor, one_hot: th.Tensor) -> th.Tensor:

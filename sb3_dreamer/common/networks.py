@@ -13,7 +13,7 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from torch import nn
 
-from sb3_dreamer.common.distributions import bernoulli_nll, unit_gaussian_nll
+from sb3_dreamer.common.distributions import bernoulli_nll, symexp, symlog, two_hot, unit_gaussian_nll
 
 #: Key under which a non-Dict observation is stored.
 OBS_KEY = "obs"
@@ -29,14 +29,87 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def mlp(in_dim: int, out_dim: int, layers: int, units: int, act: type[nn.Module] = nn.ELU) -> nn.Sequential:
-    """``layers`` hidden layers of ``units`` with ``act``, then a linear output of ``out_dim``."""
+@dataclass(frozen=True)
+class NetStyle:
+    """How the networks of a Dreamer variant are built.
+
+    DreamerV2: ELU, no normalisation, raw inputs. DreamerV3 (paper Appendix B): LayerNorm before
+    every SiLU, and symlog-transformed vector inputs and reconstruction targets (paper Eq. 1).
+    """
+
+    activation_fn: type[nn.Module] = nn.ELU
+    layer_norm: bool = False
+    symlog_inputs: bool = False
+
+
+V2_STYLE = NetStyle()
+V3_STYLE = NetStyle(nn.SiLU, layer_norm=True, symlog_inputs=True)
+
+
+def dense(in_dim: int, out_dim: int, style: NetStyle = V2_STYLE) -> list[nn.Module]:
+    """One hidden layer: Linear (no bias when a LayerNorm follows), LayerNorm if asked, activation."""
+    if style.layer_norm:
+        return [nn.Linear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=1e-3), style.activation_fn()]
+    return [nn.Linear(in_dim, out_dim), style.activation_fn()]
+
+
+def mlp(in_dim: int, out_dim: int, layers: int, units: int, style: NetStyle = V2_STYLE) -> nn.Sequential:
+    """``layers`` hidden layers of ``units`` (see :func:`dense`), then a linear output of ``out_dim``."""
     modules: list[nn.Module] = []
     for _ in range(layers):
-        modules += [nn.Linear(in_dim, units), act()]
+        modules += dense(in_dim, units, style)
         in_dim = units
     modules.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*modules)
+
+
+class ScalarHead(nn.Module):
+    """``p(y | feat)`` of a scalar such as the reward or the value.
+
+    ``bins`` = 0: a unit Gaussian whose mean the network outputs (DreamerV2; the negative
+    log-likelihood is ``(y - mean)^2 / 2``). ``bins`` > 0: a categorical over ``bins`` values spaced
+    evenly in symlog space on [-20, 20], trained with two-hot targets and read out as
+    ``symexp(E[bin])`` (DreamerV3 paper Eq. 9-10); its output layer starts at zero (so the first
+    predictions are exactly 0, paper Appendix B) -- see :meth:`zero_output_`.
+    """
+
+    def __init__(
+        self, in_dim: int, layers: int, units: int, style: NetStyle = V2_STYLE, bins: int = 0, limit: float = 20.0
+    ) -> None:
+        super().__init__()
+        self.bins = bins
+        self.net = mlp(in_dim, bins or 1, layers, units, style)
+        if bins:  # mirrored halves: exactly symmetric, with 0 an exact bin for odd counts
+            half = th.linspace(0.0, limit, (bins + 1) // 2)
+            support = th.cat([-half.flip(0)[: -1 if bins % 2 else None], half])
+            self.register_buffer("support", support, persistent=False)
+
+    def forward(self, feat: th.Tensor) -> th.Tensor:
+        """Raw outputs: the mean (Gaussian, shape ``(...)``) or the bin logits (``(..., bins)``)."""
+        out = self.net(feat)
+        return out if self.bins else out.squeeze(-1)
+
+    def mean(self, out: th.Tensor) -> th.Tensor:
+        """The expected value from :meth:`forward`'s output."""
+        if not self.bins:
+            return out
+        return symexp((out.softmax(-1) * self.support).sum(-1))
+
+    def predict(self, feat: th.Tensor) -> th.Tensor:
+        return self.mean(self(feat))
+
+    def nll(self, out: th.Tensor, target: th.Tensor) -> th.Tensor:
+        """``-ln p(target)`` per element, from :meth:`forward`'s output (without constants)."""
+        if not self.bins:
+            return unit_gaussian_nll(out, target)
+        return -(two_hot(symlog(target), self.support) * out.log_softmax(-1)).sum(-1)
+
+    def zero_output_(self) -> None:
+        """Zero the output layer of a two-hot head (called after the global initialisation)."""
+        if self.bins:
+            last = self.net[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
 
 class GRUCell(nn.Module):
@@ -151,17 +224,32 @@ def _stages(h: int, w: int) -> list[tuple[int, int]]:
     return sizes
 
 
+class ChannelNorm(nn.LayerNorm):
+    """LayerNorm over the channels of ``(N, C, H, W)`` feature maps (DreamerV3's CNN norm)."""
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def conv_block(conv: nn.Module, channels: int, style: NetStyle) -> list[nn.Module]:
+    """A convolution followed by the style's channel LayerNorm (if any) and activation."""
+    if style.layer_norm:
+        conv.bias = None  # the norm's offset replaces it
+        return [conv, ChannelNorm(channels, eps=1e-3), style.activation_fn()]
+    return [conv, style.activation_fn()]
+
+
 class ConvEncoder(nn.Module):
     """A 3x3 stride-1 convolution, then 4x4 stride-2 stages (at most four) while the short side
     is 8 pixels or more (10x10 MinAtar: one stage to 5x5; 64x64: four stages to 4x4)."""
 
-    def __init__(self, channels: int, height: int, width: int, depth: int) -> None:
+    def __init__(self, channels: int, height: int, width: int, depth: int, style: NetStyle = V2_STYLE) -> None:
         super().__init__()
         self.sizes = _stages(height, width)
         self.channels = [depth * min(2**i, 8) for i in range(len(self.sizes))]
-        layers: list[nn.Module] = [nn.Conv2d(channels, self.channels[0], 3, 1, 1), nn.ELU()]
+        layers = conv_block(nn.Conv2d(channels, self.channels[0], 3, 1, 1), self.channels[0], style)
         for c_in, c_out in zip(self.channels[:-1], self.channels[1:], strict=False):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.ELU()]
+            layers += conv_block(nn.Conv2d(c_in, c_out, 4, 2, 1), c_out, style)
         self.net = nn.Sequential(*layers)
         self.out_dim = self.channels[-1] * self.sizes[-1][0] * self.sizes[-1][1]
 
@@ -173,16 +261,18 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: features -> ``(C, H, W)`` image parameters."""
 
-    def __init__(self, in_dim: int, encoder: ConvEncoder, out_channels: int) -> None:
+    def __init__(self, in_dim: int, encoder: ConvEncoder, out_channels: int, style: NetStyle = V2_STYLE) -> None:
         super().__init__()
         sizes, chans = encoder.sizes, encoder.channels
         self.start = (chans[-1], *sizes[-1])
         self.linear = nn.Linear(in_dim, int(np.prod(self.start)))
-        layers: list[nn.Module] = [nn.ELU()]
+        layers: list[nn.Module] = [ChannelNorm(chans[-1], eps=1e-3)] if style.layer_norm else []
+        layers.append(style.activation_fn())
         for i in range(len(sizes) - 1, 0, -1):
             (h_out, w_out), (h_in, w_in) = sizes[i - 1], sizes[i]
             pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: restores odd sizes exactly
-            layers += [nn.ConvTranspose2d(chans[i], chans[i - 1], 4, 2, 1, output_padding=pad), nn.ELU()]
+            deconv = nn.ConvTranspose2d(chans[i], chans[i - 1], 4, 2, 1, output_padding=pad)
+            layers += conv_block(deconv, chans[i - 1], style)
         layers.append(nn.Conv2d(chans[0], out_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
@@ -196,13 +286,22 @@ class ConvDecoder(nn.Module):
 class ObservationEncoder(nn.Module):
     """Embeds a (possibly Dict) observation: one CNN per image entry, one MLP over all vectors."""
 
-    def __init__(self, parts: list[ObsPart], cnn_depth: int, mlp_layers: int, mlp_units: int) -> None:
+    def __init__(
+        self, parts: list[ObsPart], cnn_depth: int, mlp_layers: int, mlp_units: int, style: NetStyle = V2_STYLE
+    ) -> None:
         super().__init__()
-        self.parts = parts
-        self.cnns = nn.ModuleDict({p.key: ConvEncoder(*p.shape, depth=cnn_depth) for p in parts if p.is_image})
+        self.parts, self.style = parts, style
+        self.cnns = nn.ModuleDict(
+            {p.key: ConvEncoder(*p.shape, depth=cnn_depth, style=style) for p in parts if p.is_image}
+        )
         self.vector_keys = [p.key for p in parts if not p.is_image]
         vec_dim = sum(p.size for p in parts if not p.is_image)
-        self.mlp = mlp(vec_dim, mlp_units, mlp_layers - 1, mlp_units) if vec_dim else None
+        self.mlp = None
+        if vec_dim:  # max(layers, 1) hidden layers; their output is the vector embedding
+            layers: list[nn.Module] = []
+            for i in range(max(mlp_layers, 1)):
+                layers += dense(vec_dim if i == 0 else mlp_units, mlp_units, style)
+            self.mlp = nn.Sequential(*layers)
         self.out_dim = sum(c.out_dim for c in self.cnns.values()) + (mlp_units if vec_dim else 0)
 
     def forward(self, inputs: Mapping[str, th.Tensor]) -> th.Tensor:
@@ -210,7 +309,7 @@ class ObservationEncoder(nn.Module):
         embeds = [cnn(inputs[key]) for key, cnn in self.cnns.items()]
         if self.mlp is not None:
             vec = th.cat([inputs[k] for k in self.vector_keys], -1)
-            embeds.append(th.nn.functional.elu(self.mlp(vec)))
+            embeds.append(self.mlp(vec))
         return th.cat(embeds, -1) if len(embeds) > 1 else embeds[0]
 
 
@@ -224,13 +323,13 @@ class ObservationDecoder(nn.Module):
 
     def __init__(self, feat_dim: int, encoder: ObservationEncoder, mlp_layers: int, mlp_units: int) -> None:
         super().__init__()
-        self.parts = encoder.parts
+        self.parts, style = encoder.parts, encoder.style
         self.cnns = nn.ModuleDict(
-            {p.key: ConvDecoder(feat_dim, encoder.cnns[p.key], p.shape[0]) for p in self.parts if p.is_image}
+            {p.key: ConvDecoder(feat_dim, encoder.cnns[p.key], p.shape[0], style) for p in self.parts if p.is_image}
         )
         self.vector_parts = [p for p in self.parts if not p.is_image]
         vec_dim = sum(p.size for p in self.vector_parts)
-        self.mlp = mlp(feat_dim, vec_dim, mlp_layers, mlp_units) if vec_dim else None
+        self.mlp = mlp(feat_dim, vec_dim, mlp_layers, mlp_units, style) if vec_dim else None
 
     def forward(self, feat: th.Tensor) -> dict[str, th.Tensor]:
         out = {key: cnn(feat) for key, cnn in self.cnns.items()}

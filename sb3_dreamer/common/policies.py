@@ -16,9 +16,10 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
 
-from sb3_dreamer.common.behavior import Actor, critic_net
-from sb3_dreamer.common.networks import as_obs_dict, init_weights, observation_parts
+from sb3_dreamer.common.behavior import Actor, ReturnNormalizer
+from sb3_dreamer.common.networks import NetStyle, ScalarHead, as_obs_dict, init_weights, observation_parts
 from sb3_dreamer.common.rssm import RSSMState
 from sb3_dreamer.common.world_model import WorldModel
 
@@ -54,10 +55,18 @@ class DreamerPolicy(BasePolicy):
     :param mlp_units: Width of every MLP
     :param cnn_depth: Channels of the first convolution (doubled at each stride-2 stage, up to 8x)
     :param channels_last: Layout of 3-D non-uint8 image observations; ``None`` infers it (see docs)
+    :param activation_fn: Activation of every hidden layer (DreamerV2: ELU; DreamerV3: SiLU)
+    :param layer_norm: LayerNorm before every hidden activation (DreamerV3)
+    :param symlog_inputs: symlog vector observations, so their reconstruction is in symlog space (DreamerV3)
+    :param unimix: Uniform share mixed into the latent and actor categoricals (DreamerV3: 0.01)
+    :param bins: Reward and critic heads: 0 = unit Gaussian (DreamerV2), N = two-hot over N bins
+        evenly spaced in symlog space, output layers initialised to zero (DreamerV3: 255)
     :param weight_decay: Decoupled weight decay, applied as ``w <- (1 - weight_decay) w`` after
         every optimizer step, independently of the learning rate (danijar/dreamerv2's optimizer)
     :param optimizer_class: Optimizer of all three parts
     :param optimizer_kwargs: Extra optimizer arguments
+    :param world_model_optimizer_kwargs: Overrides of ``optimizer_kwargs`` for the world model
+        (DreamerV3: Adam ``eps`` 1e-8 for the model, 1e-5 for actor and critic)
     """
 
     def __init__(
@@ -75,9 +84,15 @@ class DreamerPolicy(BasePolicy):
         mlp_units: int = 200,
         cnn_depth: int = 32,
         channels_last: bool | None = None,
+        activation_fn: type[nn.Module] = nn.ELU,
+        layer_norm: bool = False,
+        symlog_inputs: bool = False,
+        unimix: float = 0.0,
+        bins: int = 0,
         weight_decay: float = 1e-6,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        world_model_optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if optimizer_kwargs is None:
             optimizer_kwargs = {"eps": 1e-5}
@@ -102,21 +117,32 @@ class DreamerPolicy(BasePolicy):
             cnn_depth=cnn_depth,
         )
         self.channels_last = channels_last
+        self.style = NetStyle(activation_fn, layer_norm, symlog_inputs)
+        self.unimix, self.bins = unimix, bins
+        self.world_model_optimizer_kwargs = world_model_optimizer_kwargs or {}
         self.weight_decay = weight_decay
         self.actor_lr, self.critic_lr = actor_lr, critic_lr
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        args = self.net_args
-        self.world_model = WorldModel(self.parts, self.action_dim, **args)
+        args, style = self.net_args, self.style
+        self.world_model = WorldModel(
+            self.parts, self.action_dim, **args, style=style, unimix=self.unimix, bins=self.bins
+        )
         feat_dim = self.world_model.rssm.feat_dim
-        self.actor = Actor(feat_dim, self.action_dim, self.discrete, args["mlp_layers"], args["mlp_units"])
-        self.critic = critic_net(feat_dim, args["mlp_layers"], args["mlp_units"])
+        layers, units = args["mlp_layers"], args["mlp_units"]
+        self.actor = Actor(feat_dim, self.action_dim, self.discrete, layers, units, style, self.unimix)
+        self.critic = ScalarHead(feat_dim, layers, units, style, self.bins)  # v_xi(s_t)
         self.apply(init_weights)
+        for module in self.modules():  # two-hot reward and critic heads start at exactly 0
+            if isinstance(module, ScalarHead):
+                module.zero_output_()
         self.target_critic = copy.deepcopy(self.critic)
         self.target_critic.requires_grad_(False)
+        self.return_normalizer = ReturnNormalizer()  # DreamerV3's return scale (unused by DreamerV2)
         opt = self.optimizer_class
-        self.wm_optimizer = opt(self.world_model.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+        wm_kwargs = {**self.optimizer_kwargs, **self.world_model_optimizer_kwargs}
+        self.wm_optimizer = opt(self.world_model.parameters(), lr=lr_schedule(1), **wm_kwargs)  # type: ignore[call-arg]
         self.actor_optimizer = opt(self.actor.parameters(), lr=self.actor_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.critic_optimizer = opt(self.critic.parameters(), lr=self.critic_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
@@ -128,15 +154,27 @@ class DreamerPolicy(BasePolicy):
             actor_lr=self.actor_lr,
             critic_lr=self.critic_lr,
             channels_last=self.channels_last,
+            activation_fn=self.style.activation_fn,
+            layer_norm=self.style.layer_norm,
+            symlog_inputs=self.style.symlog_inputs,
+            unimix=self.unimix,
+            bins=self.bins,
             weight_decay=self.weight_decay,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
+            world_model_optimizer_kwargs=self.world_model_optimizer_kwargs,
         )
         return data
 
-    def update_target_critic(self) -> None:
-        """Hard copy of the critic into the target critic (DreamerV2: every 100 gradient steps)."""
-        self.target_critic.load_state_dict(self.critic.state_dict())
+    @th.no_grad()
+    def update_target_critic(self, tau: float = 1.0) -> None:
+        """``target <- tau critic + (1 - tau) target``: a hard copy with ``tau`` = 1 (DreamerV2,
+        every 100 gradient steps), an EMA with ``tau`` = 0.02 (DreamerV3, every step)."""
+        if tau >= 1.0:
+            self.target_critic.load_state_dict(self.critic.state_dict())
+            return
+        target = list(self.target_critic.parameters())
+        th._foreach_lerp_(target, list(self.critic.parameters()), tau)
 
     def set_training_mode(self, mode: bool) -> None:
         self.world_model.train(mode)

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import torch as th
 from torch import nn
 
-from sb3_dreamer.common.distributions import mode_one_hot, sample_one_hot, straight_through
-from sb3_dreamer.common.networks import GRUCell
+from sb3_dreamer.common.distributions import mode_one_hot, sample_one_hot, straight_through, unimix_logits
+from sb3_dreamer.common.networks import V2_STYLE, GRUCell, NetStyle, dense
 
 
 class RSSMState(NamedTuple):
@@ -30,20 +30,31 @@ class RSSMState(NamedTuple):
 
 
 class RSSM(nn.Module):
+    """:param unimix: Share of the uniform distribution mixed into the prior and the posterior
+    (DreamerV3: 0.01, so their KL never explodes; DreamerV2: 0). The logits the RSSM returns are
+    those of the mixture, used for sampling and in the KL alike."""
+
     def __init__(
-        self, embed_dim: int, action_dim: int, deter_size: int, hidden_size: int, stoch_size: int, classes: int
+        self,
+        embed_dim: int,
+        action_dim: int,
+        deter_size: int,
+        hidden_size: int,
+        stoch_size: int,
+        classes: int,
+        style: NetStyle = V2_STYLE,
+        unimix: float = 0.0,
     ) -> None:
         super().__init__()
         self.deter_size, self.stoch_size, self.classes = deter_size, stoch_size, classes
         self.stoch_dim = stoch_size * classes
         self.action_dim = action_dim
-        self.img_in = nn.Sequential(nn.Linear(self.stoch_dim + action_dim, hidden_size), nn.ELU())
+        self.unimix = unimix
+        self.img_in = nn.Sequential(*dense(self.stoch_dim + action_dim, hidden_size, style))
         self.gru = GRUCell(hidden_size, deter_size)
-        self.prior_net = nn.Sequential(
-            nn.Linear(deter_size, hidden_size), nn.ELU(), nn.Linear(hidden_size, self.stoch_dim)
-        )
+        self.prior_net = nn.Sequential(*dense(deter_size, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim))
         self.post_net = nn.Sequential(
-            nn.Linear(deter_size + embed_dim, hidden_size), nn.ELU(), nn.Linear(hidden_size, self.stoch_dim)
+            *dense(deter_size + embed_dim, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim)
         )
 
     @property
@@ -71,11 +82,12 @@ class RSSM(nn.Module):
 
     def prior(self, deter: th.Tensor) -> th.Tensor:
         """Logits of p(z^_t | h_t), shaped (..., stoch_size, classes)."""
-        return self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes))
+        return unimix_logits(self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
 
     def posterior(self, deter: th.Tensor, embed: th.Tensor) -> th.Tensor:
         """Logits of q(z_t | h_t, x_t), shaped (..., stoch_size, classes)."""
-        return self.post_net(th.cat([deter, embed], -1)).unflatten(-1, (self.stoch_size, self.classes))
+        logits = self.post_net(th.cat([deter, embed], -1)).unflatten(-1, (self.stoch_size, self.classes))
+        return unimix_logits(logits, self.unimix)
 
     @staticmethod
     def reset(state: RSSMState, action: th.Tensor, is_first: th.Tensor) -> tuple[RSSMState, th.Tensor]:

@@ -3,14 +3,23 @@ and its loss (DreamerV2 paper, Eq. 2; seed 000, "Learning The World Model - Loss
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch as th
 from torch import nn
 
-from sb3_dreamer.common.distributions import balanced_kl, bernoulli_nll, unit_gaussian_nll
-from sb3_dreamer.common.networks import ObservationDecoder, ObservationEncoder, ObsPart, mlp, preprocess
+from sb3_dreamer.common.distributions import bernoulli_nll, symlog
+from sb3_dreamer.common.networks import (
+    V2_STYLE,
+    NetStyle,
+    ObservationDecoder,
+    ObservationEncoder,
+    ObsPart,
+    ScalarHead,
+    mlp,
+    preprocess,
+)
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -26,7 +35,18 @@ class SequenceBatch(NamedTuple):
     is_last: th.Tensor  # (B, T) float, 1 on the last step of an episode (terminated or truncated)
 
 
+#: ``(posterior logits, prior logits) -> (weighted KL loss, KL value per element)``
+KLLoss = Callable[[th.Tensor, th.Tensor], tuple[th.Tensor, th.Tensor]]
+
+
 class WorldModel(nn.Module):
+    """Encoder, RSSM, decoder, reward and continue heads.
+
+    :param style: Layers and input transform (:data:`~sb3_dreamer.common.networks.V2_STYLE` or ``V3_STYLE``)
+    :param unimix: Uniform mix of the RSSM's categoricals (DreamerV3: 0.01)
+    :param bins: Reward head: 0 = unit Gaussian (DreamerV2), N = two-hot over N symlog bins (DreamerV3)
+    """
+
     def __init__(
         self,
         parts: list[ObsPart],
@@ -38,43 +58,48 @@ class WorldModel(nn.Module):
         mlp_layers: int,
         mlp_units: int,
         cnn_depth: int,
+        style: NetStyle = V2_STYLE,
+        unimix: float = 0.0,
+        bins: int = 0,
     ) -> None:
         super().__init__()
-        self.parts = parts
-        self.encoder = ObservationEncoder(parts, cnn_depth, mlp_layers, mlp_units)
-        self.rssm = RSSM(self.encoder.out_dim, action_dim, deter_size, hidden_size, stoch_size, classes)
+        self.parts, self.style = parts, style
+        self.encoder = ObservationEncoder(parts, cnn_depth, mlp_layers, mlp_units, style)
+        self.rssm = RSSM(self.encoder.out_dim, action_dim, deter_size, hidden_size, stoch_size, classes, style, unimix)
         feat_dim = self.rssm.feat_dim
         self.decoder = ObservationDecoder(feat_dim, self.encoder, mlp_layers, mlp_units)
-        self.reward_head = mlp(feat_dim, 1, mlp_layers, mlp_units)  # p(r_t | h_t, z_t), unit Gaussian
-        self.discount_head = mlp(feat_dim, 1, mlp_layers, mlp_units)  # p(gamma_t | h_t, z_t), Bernoulli logit
+        self.reward_head = ScalarHead(feat_dim, mlp_layers, mlp_units, style, bins)  # p(r_t | h_t, z_t)
+        self.discount_head = mlp(feat_dim, 1, mlp_layers, mlp_units, style)  # p(c_t | h_t, z_t), Bernoulli logit
 
     def preprocess(self, observations: Mapping[str, th.Tensor], batch_dims: int) -> dict[str, th.Tensor]:
-        return {p.key: preprocess(p, observations[p.key], batch_dims) for p in self.parts}
+        """Network inputs, which are also the reconstruction targets: vectors pass through symlog
+        when the style asks for it (DreamerV3), so the decoder's loss is in symlog space (Eq. 1)."""
+        inputs = {p.key: preprocess(p, observations[p.key], batch_dims) for p in self.parts}
+        if self.style.symlog_inputs:
+            for part in self.parts:
+                if not part.is_image and part.dtype == "float":
+                    inputs[part.key] = symlog(inputs[part.key])
+        return inputs
 
     def embed(self, observations: Mapping[str, th.Tensor], batch_dims: int) -> th.Tensor:
         return self.encoder(self.preprocess(observations, batch_dims))
 
     def reward(self, feat: th.Tensor) -> th.Tensor:
         """Mean of the predicted reward for arriving in the state ``feat``."""
-        return self.reward_head(feat).squeeze(-1)
+        return self.reward_head.predict(feat)
 
     def continue_prob(self, feat: th.Tensor) -> th.Tensor:
         """Predicted probability that the state ``feat`` is not terminal."""
         return th.sigmoid(self.discount_head(feat).squeeze(-1))
 
     def loss(
-        self,
-        batch: SequenceBatch,
-        kl_scale: float,
-        kl_balance: float,
-        free_nats: float,
-        discount_scale: float,
-        reward_scale: float = 1.0,
+        self, batch: SequenceBatch, kl_loss: KLLoss, discount_scale: float = 1.0, reward_scale: float = 1.0
     ) -> tuple[th.Tensor, RSSMState, dict[str, th.Tensor]]:
-        """DreamerV2 Eq. 2, averaged over the batch and time:
+        """The world-model loss, averaged over the batch and time (DreamerV2 Eq. 2; DreamerV3 Eq. 3-5):
 
-        ``-ln p(x_t|h_t,z_t) - ln p(r_t|h_t,z_t) - eta_gamma ln p(gamma_t|h_t,z_t)
-        + beta KL[q(z_t|h_t,x_t) || p(z_t|h_t)]`` with KL balancing (Algorithm 2).
+        ``-ln p(x_t|h_t,z_t) - reward_scale ln p(r_t|h_t,z_t) - discount_scale ln p(c_t|h_t,z_t)``
+        plus ``kl_loss`` of the posterior and prior: V2's balanced KL (Algorithm 2) or V3's free-bits
+        dynamics and representation terms.
 
         :return: (loss, posterior states (B, T), detached metrics)
         """
@@ -83,18 +108,18 @@ class WorldModel(nn.Module):
         post, prior_logits = self.rssm.observe(embed, batch.prev_actions, batch.is_first)
         feat = post.feat
         reconstruction_loss = self.decoder.nll(feat, inputs).mean()  # -ln p(x_t | h_t, z_t)
-        reward_loss = unit_gaussian_nll(self.reward(feat), batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
+        reward_loss = self.reward_head.nll(self.reward_head(feat), batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
         # -ln p(gamma_t | h_t, z_t): Bernoulli on "x_t is not terminal"; truncation keeps target 1
         discount_loss = bernoulli_nll(self.discount_head(feat).squeeze(-1), 1.0 - batch.is_terminal).mean()
-        kl_loss, kl_value = balanced_kl(post.logits, prior_logits, kl_balance, free_nats)  # Algorithm 2
-        loss = reconstruction_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_scale * kl_loss
+        kl_term, kl_value = kl_loss(post.logits, prior_logits)
+        loss = reconstruction_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_term
         metrics = {
             "model_loss": loss,
             "reconstruction_loss": reconstruction_loss,
             "reward_loss": reward_loss,
             "discount_loss": discount_loss,
             "kl": kl_value.mean(),
-            "kl_loss": kl_loss,
+            "kl_loss": kl_term,
             "prior_entropy": _entropy(prior_logits),
             "post_entropy": _entropy(post.logits),
         }

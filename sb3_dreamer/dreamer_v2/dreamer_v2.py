@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch as th
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_dreamer.common.algorithm import Dreamer
+from sb3_dreamer.common.distributions import balanced_kl
 from sb3_dreamer.dreamer_v2.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
 
 
@@ -40,6 +44,8 @@ class DreamerV2(Dreamer):
     :param train_freq: Env steps between updates, 10 (MinAtar: 5 updates every 50 steps);
         with B x T = 50 x 50 this replays 250 steps per env step (paper: 16 x 50 every 16 steps)
     :param gradient_steps: Updates per ``train_freq``, 1
+    :param train_ratio: Replayed steps per env step; when given it sets ``train_freq`` and
+        ``gradient_steps`` (see :func:`~sb3_dreamer.common.algorithm.train_schedule`). ``None``: use them as given
     :param kl_scale: beta, the KL loss scale, 0.1 (paper Atari, MinAtar)
     :param kl_balance: alpha of KL balancing, 0.8 (paper, MinAtar)
     :param free_nats: Free nats on the batch-mean KL, 0 (paper Atari, MinAtar)
@@ -48,9 +54,10 @@ class DreamerV2(Dreamer):
     :param entropy_coef: eta, the actor-entropy scale, 1e-3 (paper Atari, MinAtar)
     :param actor_grad_mix: rho, the REINFORCE share of the actor gradient; ``None`` = 1 for
         Discrete actions and 0 (dynamics backpropagation) for Box actions (paper)
-    :param target_update_interval: Gradient steps between hard copies of the critic into the
-        target critic, 100 (paper)
+    :param target_update_interval: Gradient steps between updates of the target critic, 100 (paper)
+    :param tau: Target update ``target <- tau critic + (1 - tau) target``, 1 = hard copy (paper)
     :param max_grad_norm: Gradient-norm clip of each optimizer, 100 (paper)
+    :param world_model_max_grad_norm: Clip of the world model's gradient; ``None`` = ``max_grad_norm``
     :param replay_buffer_class: A :class:`~sb3_dreamer.SequenceReplayBuffer` (sub)class
     :param replay_buffer_kwargs: Keyword arguments of the replay buffer
     :param policy_kwargs: Network sizes and optimizer of :class:`~sb3_dreamer.DreamerPolicy`:
@@ -96,3 +103,57 @@ class DreamerV2(Dreamer):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
+
+    def __init__(
+        self,
+        env: GymEnv | str | None = None,
+        policy: str | type[DreamerPolicy] = "DreamerPolicy",
+        learning_rate: float | Schedule = 2e-4,
+        actor_learning_rate: float | Schedule = 4e-5,
+        critic_learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 5_000,
+        batch_size: int = 50,
+        sequence_length: int = 50,
+        imagination_horizon: int = 15,
+        gamma: float = 0.99,
+        return_lambda: float = 0.95,
+        train_freq: int | tuple[int, str] = 10,
+        gradient_steps: int = 1,
+        train_ratio: float | None = None,
+        kl_scale: float = 0.1,
+        kl_balance: float = 0.8,
+        free_nats: float = 0.0,
+        discount_scale: float = 5.0,
+        reward_scale: float = 1.0,
+        entropy_coef: float = 1e-3,
+        actor_grad_mix: float | None = None,
+        target_update_interval: int = 100,
+        tau: float = 1.0,
+        max_grad_norm: float = 100.0,
+        world_model_max_grad_norm: float | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        self.kl_scale = kl_scale
+        self.kl_balance = kl_balance
+        self.free_nats = free_nats
+        super().__init__(
+            env, policy, learning_rate, actor_learning_rate, critic_learning_rate, buffer_size, learning_starts,
+            batch_size, sequence_length, imagination_horizon, gamma, return_lambda, train_freq, gradient_steps,
+            train_ratio, discount_scale, reward_scale, entropy_coef, actor_grad_mix, target_update_interval, tau,
+            max_grad_norm, world_model_max_grad_norm, replay_buffer_class, replay_buffer_kwargs, policy_kwargs,
+            stats_window_size, tensorboard_log, verbose, seed, device, _init_setup_model,
+        )  # fmt: skip
+
+    def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        # beta KL[q(z_t | h_t, x_t) || p(z_t | h_t)] with KL balancing (paper Eq. 2, Algorithm 2)
+        loss, value = balanced_kl(post_logits, prior_logits, self.kl_balance, self.free_nats)
+        return self.kl_scale * loss, value

@@ -1,0 +1,4 @@
+from sb3_dreamer.dreamer_v3.dreamer_v3 import DreamerV3
+from sb3_dreamer.dreamer_v3.sizes import SIZES
+
+__all__ = ["SIZES", "DreamerV3"]
