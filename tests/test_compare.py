@@ -234,3 +234,23 @@ def test_envs_without_a_time_limit_are_capped_for_every_algorithm():
     cartpole = compare_module._make_capped_env("CartPole-v1")  # keeps its own 500-step limit
     assert cartpole.spec.max_episode_steps == 500
     assert not isinstance(cartpole, gym.wrappers.TimeLimit) or cartpole._max_episode_steps == 500
+
+
+def test_dreamerv3_in_compare(finished, tmp_path):
+    """``--algo dreamerv3`` at a named size joins an existing comparison folder (its size is an
+    algorithm argument, not part of the protocol) and gets its own rows and ratio."""
+    out = str(tmp_path / "with_v3")
+    shutil.copytree(finished[0], out)
+    argv = ["compare", "--env", ENV, "--algo", "dreamerv3", "--steps", "300", "--seed-list", "0"]
+    argv += ["--eval-freq", "150", "--eval-episodes", "2", "--dreamer-size", "tiny", "--dreamerv3-size", "XXS"]
+    argv += ["--threads", "1", "--device", "cpu", "--out", out]
+    main(argv)
+    rows = read_csv(os.path.join(out, "runs", f"{run_name(ENV, 'dreamerv3', 0)}.csv"))
+    assert [r["env_step"] for r in rows] == [0, 150, 300]
+    meta = json.load(open(os.path.join(out, "meta.json")))
+    assert meta["algorithms"]["dreamerv3"]["kwargs"] == {"model_size": "XXS", "learning_starts": 15}
+    summary = open(os.path.join(out, "summary.md")).read()
+    assert "DreamerV3 size: `XXS`" in summary
+    assert "(vs dqn)" in next(line for line in summary.splitlines() if "| dreamerv3 |" in line)
+    with pytest.raises(ValueError, match="Unknown DreamerV3 size"):
+        compare([ENV], ["dreamerv3"], steps=300, seeds=1, out=str(tmp_path / "x"), dreamerv3_size="huge")
