@@ -167,7 +167,99 @@ def test_target_critic_is_an_ema_of_the_critic():
     critic_params = list(policy.critic.parameters())
     for target, old, critic in zip(policy.target_critic.parameters(), old_target, critic_params, strict=True):
         assert th.allclose(target, 0.98 * old + 0.02 * critic)
-    model.learn(100)  # and training keeps it an EMA: it moved, but not onto the critic
+    before = [p.clone() for p in policy.target_critic.parameters()]
+    model.learn(100)  # training moves the target a little towards the critic every update, never onto it
     assert model._n_updates > 0
-    pairs = zip(policy.target_critic.parameters(), policy.critic.parameters(), strict=True)
-    assert all(not th.equal(target, critic) for target, critic in pairs)
+    for target, old, critic in zip(policy.target_critic.parameters(), before, policy.critic.parameters(), strict=True):
+        assert not th.equal(target, old) and not th.equal(target, critic)
+    frozen = DreamerV3("MinAtar/Breakout-v1", policy_kwargs=TINY, target_update_interval=10**9, **fast(DreamerV3))
+    start = [p.clone() for p in frozen.policy.target_critic.parameters()]
+    frozen.learn(100)  # the negative control: no target update, no change
+    assert all(th.equal(a, b) for a, b in zip(start, frozen.policy.target_critic.parameters(), strict=True))
+
+
+def test_learned_initial_state():
+    env = SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2))
+    rssm = DreamerV3(env, policy_kwargs=TINY).policy.world_model.rssm
+    with th.no_grad():
+        rssm.initial_deter.copy_(th.linspace(-2, 2, rssm.deter_size))
+    state = rssm.initial(2, th.device("cpu"))
+    state = state._replace(deter=state.deter + 5.0)
+    reset, action = rssm.reset(state, th.ones(2, 2), th.tensor([1.0, 0.0]))
+    deter0 = th.tanh(rssm.initial_deter)
+    assert th.allclose(reset.deter[0], deter0) and th.allclose(reset.deter[1], th.full((rssm.deter_size,), 5.0))
+    stoch0 = reset.stoch[0].reshape(rssm.stoch_size, rssm.classes)
+    assert th.equal(stoch0.sum(-1), th.ones(rssm.stoch_size))  # a valid one-hot per latent: the prior's mode
+    assert th.equal(stoch0.argmax(-1), rssm.prior(deter0).argmax(-1))
+    assert action.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    v2 = DreamerV2(env, policy_kwargs=TINY).policy.world_model.rssm
+    assert v2.initial_deter is None
+    assert th.equal(v2.reset(state, th.ones(2, 2), th.tensor([1.0, 0.0]))[0].deter[0], th.zeros(rssm.deter_size))
+
+
+@pytest.mark.parametrize("action_space", [spaces.Discrete(3), spaces.Box(-1, 1, (2,), np.float32)])
+def test_behavior_losses_against_a_hand_written_reference(action_space):
+    """DreamerV3's actor and critic losses, rebuilt from the paper's formulas (Eq. 7-11) with
+    plain loops and the imagined trajectory of the same random draws."""
+    from sb3_dreamer.common.behavior import behavior_losses, imagine
+    from sb3_dreamer.common.rssm import RSSMState
+
+    th.manual_seed(0)
+    model = DreamerV3(
+        SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), action_space),
+        policy_kwargs=TINY,
+        batch_size=2,
+        sequence_length=5,
+        imagination_horizon=4,
+    )
+    policy, wm = model.policy, model.policy.world_model
+    with th.no_grad():  # make every head non-trivial
+        for module in (policy.critic, policy.target_critic, wm.reward_head, wm.discount_head):
+            for p in module.parameters():
+                p.add_(0.3 * th.randn_like(p))
+        policy.return_normalizer.low.fill_(-3.0)
+        policy.return_normalizer.high.fill_(40.0)
+    first = th.zeros(2, 5)
+    first[:, 0] = 1
+    post, _ = wm.rssm.observe(wm.embed({"obs": th.randn(2, 5, 3)}, 2), th.zeros(2, 5, policy.action_dim), first)
+    is_terminal = th.zeros(2, 5)
+    is_terminal[0, 2] = 1
+    th.manual_seed(1)
+    actor_loss, critic_loss, metrics = behavior_losses(
+        wm, policy.actor, policy.critic, policy.target_critic, post, is_terminal, 4, model.gamma, 0.95,
+        float(model.actor_grad_mix), model.entropy_coef, **model._behavior_options(),
+    )  # fmt: skip
+    th.manual_seed(1)
+    start = RSSMState(*(x.detach().flatten(0, 1) for x in post))
+    with th.no_grad():
+        feats, raws = imagine(wm.rssm, policy.actor, start, 4)
+    gamma, lam, H = model.gamma, 0.95, 4
+    reward = [wm.reward(feats[t + 1]) for t in range(H)]  # r_{t+1}
+    cont = [(wm.discount_head(feats[t + 1]).squeeze(-1) > 0).float() for t in range(H)]  # mode of c_{t+1}
+    value = [policy.critic.predict(feats[t]) for t in range(H + 1)]  # the online critic bootstraps
+    ret = [None] * H
+    nxt = value[H]
+    for t in reversed(range(H)):
+        nxt = reward[t] + gamma * cont[t] * ((1 - lam) * value[t + 1] + lam * nxt)
+        ret[t] = nxt
+    ret = th.stack(ret)
+    weight, running = [], 1.0 - is_terminal.flatten()
+    for t in range(H):
+        weight.append(running.clone())
+        running = running * gamma * cont[t]
+    weight = th.stack(weight)
+    q = th.quantile(ret.flatten(), th.tensor([0.05, 0.95]))
+    scale = max(1.0, (0.99 * 40.0 + 0.01 * q[1].item()) - (0.99 * -3.0 + 0.01 * q[0].item()))
+    assert metrics["return_scale"].item() == pytest.approx(scale, rel=1e-5)
+    out = policy.critic(feats[:-1])
+    log_p = out.log_softmax(-1)
+    support = policy.critic.support
+    critic_ref = -(two_hot(symlog(ret), support) * log_p).sum(-1)
+    critic_ref -= (two_hot(symlog(policy.target_critic.predict(feats[:-1])), support) * log_p).sum(-1)
+    assert critic_loss.item() == pytest.approx((weight * critic_ref).mean().item(), rel=1e-5)
+    log_prob, entropy = policy.actor.log_prob_entropy(feats[:-1], raws)
+    if model.actor_grad_mix == 1.0:  # REINFORCE with the normalised advantage only
+        objective = log_prob * (ret - th.stack(value[:H])) / scale + 3e-4 * entropy
+    else:  # dynamics backpropagation of the normalised return (its value here; the gradient path differs)
+        objective = ret / scale + 3e-4 * entropy
+    assert actor_loss.item() == pytest.approx(-(weight * objective).mean().item(), rel=1e-5)

@@ -196,6 +196,7 @@ def behavior_losses(
     bootstrap_critic: ScalarHead | None = None,
     return_scale: ReturnScale | None = None,
     target_regularizer: float = 0.0,
+    continue_mode: bool = False,
 ) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
     """Actor and critic losses from imagination started at every posterior state, with the world
     model frozen. DreamerV2 (paper Eq. 5-6) with the defaults; DreamerV3 (paper Eq. 6-11) with:
@@ -206,6 +207,8 @@ def behavior_losses(
         by (DreamerV3's percentile return normalisation); ``None`` = 1
     :param target_regularizer: Weight of ``-ln p(sg(v_target(s_t)) | s_t)``, the critic's
         regulariser towards the EMA target network (DreamerV3: 1.0)
+    :param continue_mode: Use the continue head's 0/1 mode in imagination (DreamerV3) instead of
+        its probability (DreamerV2)
 
     ``actor_grad_mix`` is rho: 1 = REINFORCE (Discrete), 0 = dynamics backpropagation (Box).
     """
@@ -217,7 +220,7 @@ def behavior_losses(
     with frozen(world_model, critic, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
         feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
-        continues = world_model.continue_prob(feats[1:])  # c_{t+1}
+        continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
         values = bootstrap.predict(feats[1:])  # v(s_{t+1})
         returns = lambda_return(rewards, values, gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():

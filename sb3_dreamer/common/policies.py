@@ -61,6 +61,7 @@ class DreamerPolicy(BasePolicy):
     :param unimix: Uniform share mixed into the latent and actor categoricals (DreamerV3: 0.01)
     :param bins: Reward and critic heads: 0 = unit Gaussian (DreamerV2), N = two-hot over N bins
         evenly spaced in symlog space, output layers initialised to zero (DreamerV3: 255)
+    :param learned_initial: Start episodes from a learned latent state instead of zeros (DreamerV3)
     :param weight_decay: Decoupled weight decay, applied as ``w <- (1 - weight_decay) w`` after
         every optimizer step, independently of the learning rate (danijar/dreamerv2's optimizer)
     :param optimizer_class: Optimizer of all three parts
@@ -89,6 +90,7 @@ class DreamerPolicy(BasePolicy):
         symlog_inputs: bool = False,
         unimix: float = 0.0,
         bins: int = 0,
+        learned_initial: bool = False,
         weight_decay: float = 1e-6,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -118,7 +120,7 @@ class DreamerPolicy(BasePolicy):
         )
         self.channels_last = channels_last
         self.style = NetStyle(activation_fn, layer_norm, symlog_inputs)
-        self.unimix, self.bins = unimix, bins
+        self.unimix, self.bins, self.learned_initial = unimix, bins, learned_initial
         self.world_model_optimizer_kwargs = world_model_optimizer_kwargs or {}
         self.weight_decay = weight_decay
         self.actor_lr, self.critic_lr = actor_lr, critic_lr
@@ -127,7 +129,13 @@ class DreamerPolicy(BasePolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         args, style = self.net_args, self.style
         self.world_model = WorldModel(
-            self.parts, self.action_dim, **args, style=style, unimix=self.unimix, bins=self.bins
+            self.parts,
+            self.action_dim,
+            **args,
+            style=style,
+            unimix=self.unimix,
+            bins=self.bins,
+            learned_initial=self.learned_initial,
         )
         feat_dim = self.world_model.rssm.feat_dim
         layers, units = args["mlp_layers"], args["mlp_units"]
@@ -159,6 +167,7 @@ class DreamerPolicy(BasePolicy):
             symlog_inputs=self.style.symlog_inputs,
             unimix=self.unimix,
             bins=self.bins,
+            learned_initial=self.learned_initial,
             weight_decay=self.weight_decay,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,

@@ -32,7 +32,9 @@ class RSSMState(NamedTuple):
 class RSSM(nn.Module):
     """:param unimix: Share of the uniform distribution mixed into the prior and the posterior
     (DreamerV3: 0.01, so their KL never explodes; DreamerV2: 0). The logits the RSSM returns are
-    those of the mixture, used for sampling and in the KL alike."""
+    those of the mixture, used for sampling and in the KL alike.
+    :param learned_initial: Start episodes from a learned state, ``h_0 = tanh(w)`` and ``z_0`` the
+    mode of ``p(z | h_0)`` (DreamerV3's ``initial: learned``), instead of zeros (DreamerV2)."""
 
     def __init__(
         self,
@@ -44,6 +46,7 @@ class RSSM(nn.Module):
         classes: int,
         style: NetStyle = V2_STYLE,
         unimix: float = 0.0,
+        learned_initial: bool = False,
     ) -> None:
         super().__init__()
         self.deter_size, self.stoch_size, self.classes = deter_size, stoch_size, classes
@@ -56,6 +59,7 @@ class RSSM(nn.Module):
         self.post_net = nn.Sequential(
             *dense(deter_size + embed_dim, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim)
         )
+        self.initial_deter = nn.Parameter(th.zeros(deter_size)) if learned_initial else None
 
     @property
     def feat_dim(self) -> int:
@@ -89,11 +93,16 @@ class RSSM(nn.Module):
         logits = self.post_net(th.cat([deter, embed], -1)).unflatten(-1, (self.stoch_size, self.classes))
         return unimix_logits(logits, self.unimix)
 
-    @staticmethod
-    def reset(state: RSSMState, action: th.Tensor, is_first: th.Tensor) -> tuple[RSSMState, th.Tensor]:
-        """Zero the latent state *and* the previous action where ``is_first`` (pitfall 3)."""
+    def reset(self, state: RSSMState, action: th.Tensor, is_first: th.Tensor) -> tuple[RSSMState, th.Tensor]:
+        """Where ``is_first``: zero the previous action, and reset the latent state to zeros or to
+        the learned initial state (pitfall 3)."""
         keep = (1.0 - is_first.float()).unsqueeze(-1)
-        return RSSMState(state.deter * keep, state.stoch * keep, state.logits * keep.unsqueeze(-1)), action * keep
+        deter, stoch = state.deter * keep, state.stoch * keep
+        if self.initial_deter is not None:
+            deter0 = th.tanh(self.initial_deter)
+            stoch0 = mode_one_hot(self.prior(deter0)).flatten(-2)
+            deter, stoch = deter + (1.0 - keep) * deter0, stoch + (1.0 - keep) * stoch0
+        return RSSMState(deter, stoch, state.logits * keep.unsqueeze(-1)), action * keep
 
     def obs_step(
         self, state: RSSMState, action: th.Tensor, embed: th.Tensor, is_first: th.Tensor, sample: bool = True

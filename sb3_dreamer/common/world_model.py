@@ -45,6 +45,7 @@ class WorldModel(nn.Module):
     :param style: Layers and input transform (:data:`~sb3_dreamer.common.networks.V2_STYLE` or ``V3_STYLE``)
     :param unimix: Uniform mix of the RSSM's categoricals (DreamerV3: 0.01)
     :param bins: Reward head: 0 = unit Gaussian (DreamerV2), N = two-hot over N symlog bins (DreamerV3)
+    :param learned_initial: The RSSM starts episodes from a learned state (DreamerV3)
     """
 
     def __init__(
@@ -61,11 +62,22 @@ class WorldModel(nn.Module):
         style: NetStyle = V2_STYLE,
         unimix: float = 0.0,
         bins: int = 0,
+        learned_initial: bool = False,
     ) -> None:
         super().__init__()
         self.parts, self.style = parts, style
         self.encoder = ObservationEncoder(parts, cnn_depth, mlp_layers, mlp_units, style)
-        self.rssm = RSSM(self.encoder.out_dim, action_dim, deter_size, hidden_size, stoch_size, classes, style, unimix)
+        self.rssm = RSSM(
+            self.encoder.out_dim,
+            action_dim,
+            deter_size,
+            hidden_size,
+            stoch_size,
+            classes,
+            style,
+            unimix,
+            learned_initial,
+        )
         feat_dim = self.rssm.feat_dim
         self.decoder = ObservationDecoder(feat_dim, self.encoder, mlp_layers, mlp_units)
         self.reward_head = ScalarHead(feat_dim, mlp_layers, mlp_units, style, bins)  # p(r_t | h_t, z_t)
@@ -88,9 +100,11 @@ class WorldModel(nn.Module):
         """Mean of the predicted reward for arriving in the state ``feat``."""
         return self.reward_head.predict(feat)
 
-    def continue_prob(self, feat: th.Tensor) -> th.Tensor:
-        """Predicted probability that the state ``feat`` is not terminal."""
-        return th.sigmoid(self.discount_head(feat).squeeze(-1))
+    def continue_prob(self, feat: th.Tensor, mode: bool = False) -> th.Tensor:
+        """Predicted probability that the state ``feat`` is not terminal, or with ``mode`` its
+        rounding to 0/1 (the Bernoulli's mode, as DreamerV3 uses in imagination)."""
+        logits = self.discount_head(feat).squeeze(-1)
+        return (logits > 0).to(logits.dtype) if mode else th.sigmoid(logits)
 
     def loss(
         self, batch: SequenceBatch, kl_loss: KLLoss, discount_scale: float = 1.0, reward_scale: float = 1.0

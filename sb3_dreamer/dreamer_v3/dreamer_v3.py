@@ -22,6 +22,7 @@ V3_POLICY_KWARGS: dict[str, Any] = {
     "symlog_inputs": True,
     "unimix": 0.01,
     "bins": 255,
+    "learned_initial": True,
     "weight_decay": 0.0,
     "optimizer_kwargs": {"eps": 1e-5},  # actor and critic
     "world_model_optimizer_kwargs": {"eps": 1e-8},
@@ -42,8 +43,6 @@ class DreamerV3(Dreamer):
     :param env: The environment (a gymnasium id, ``Env`` or ``VecEnv``); first, so that
         ``DreamerV3("MinAtar/Breakout-v1")`` works (SB3's ``DreamerV3("MlpPolicy", env)`` too).
     :param policy: ``"DreamerPolicy"`` (or the aliases ``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``)
-    :param model_size: Named widths from :data:`sb3_dreamer.dreamer_v3.SIZES`: ``XS``, ``S``
-        (default), ``M``, ``L``, ``XL``. ``policy_kwargs`` override single entries.
     :param learning_rate: World-model Adam learning rate, 1e-4 (paper; eps 1e-8)
     :param actor_learning_rate: 3e-5 (paper; eps 1e-5)
     :param critic_learning_rate: 3e-5 (paper; eps 1e-5)
@@ -55,6 +54,8 @@ class DreamerV3(Dreamer):
     :param imagination_horizon: H, 15 (paper)
     :param gamma: Discount, 1 - 1/333 (paper: a horizon of 333 steps)
     :param return_lambda: lambda of the lambda-returns, 0.95 (paper)
+    :param model_size: Named widths from :data:`sb3_dreamer.dreamer_v3.SIZES`: ``XS``, ``S``
+        (default), ``M``, ``L``, ``XL``, and our CPU size ``XXS``. ``policy_kwargs`` override single entries.
     :param train_ratio: Replayed steps (B x T per gradient step) per env step, the one knob for
         data against compute (paper Fig. 6). 64 is the paper's Atari (200M frames) value; the
         paper uses 512 for DMC and Crafter and 1024 for Atari 100k. It sets ``train_freq`` and
@@ -96,7 +97,8 @@ class DreamerV3(Dreamer):
     - **Images of any size from 5x5** use our CNN (3x3 stride-1 first layer, then 4x4 stride-2
       stages while the side is 8 or more); the paper's encoder needs 64x64 inputs.
     - **Deterministic prediction** uses the modes of the posterior and the actor.
-    - **Box actions** use a tanh-squashed Gaussian instead of the paper's bounded normal.
+    - **Box actions** use the tanh-squashed Gaussian of our DreamerV2 (initial pre-tanh std 5)
+      instead of the paper's bounded normal with a std in [0.1, 1].
     - **The actor's baseline is detached**: ``sg(v(s_t))``, so with dynamics backpropagation the
       actor maximises ``V^lambda_t / S`` only.
     """
@@ -112,7 +114,6 @@ class DreamerV3(Dreamer):
         self,
         env: GymEnv | str | None = None,
         policy: str | type[DreamerPolicy] = "DreamerPolicy",
-        model_size: str = "S",
         learning_rate: float | Schedule = 1e-4,
         actor_learning_rate: float | Schedule = 3e-5,
         critic_learning_rate: float | Schedule = 3e-5,
@@ -123,6 +124,7 @@ class DreamerV3(Dreamer):
         imagination_horizon: int = 15,
         gamma: float = 1.0 - 1.0 / 333.0,
         return_lambda: float = 0.95,
+        model_size: str = "S",
         train_ratio: float | None = 64.0,
         train_freq: int | tuple[int, str] | None = None,
         gradient_steps: int | None = None,
@@ -161,7 +163,7 @@ class DreamerV3(Dreamer):
         self.return_norm_percentiles = tuple(return_norm_percentiles)
         self.return_norm_limit = return_norm_limit
         self.critic_target_regularizer = critic_target_regularizer
-        policy_kwargs = {**V3_POLICY_KWARGS, **SIZES[model_size], **(policy_kwargs or {})}
+        policy_kwargs = _merge_policy_kwargs(V3_POLICY_KWARGS, SIZES[model_size], policy_kwargs or {})
         super().__init__(
             env, policy, learning_rate, actor_learning_rate, critic_learning_rate, buffer_size, learning_starts,
             batch_size, sequence_length, imagination_horizon, gamma, return_lambda,
@@ -189,4 +191,18 @@ class DreamerV3(Dreamer):
             "bootstrap_critic": self.policy.critic,  # the online critic bootstraps (paper Eq. 8)
             "return_scale": self._return_scale,
             "target_regularizer": self.critic_target_regularizer,
+            "continue_mode": True,  # imagination continues with the continue head's mode (paper code)
         }
+
+
+def _merge_policy_kwargs(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``policy_kwargs`` layers, later ones winning; the optimizer dicts are merged key by
+    key (so ``{"optimizer_kwargs": {"betas": ...}}`` keeps the V3 ``eps``) and copied."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key.endswith("optimizer_kwargs") and isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged
