@@ -1,26 +1,29 @@
-"""DreamerV2 learns a trivial environment (CueEnv: random 5, optimal 10) within about a CPU-minute."""
+"""Both algorithms learn a trivial environment (CueEnv: random 5, optimal 10) within about a CPU-minute."""
 
 from envs import CueEnv
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_dreamer import DreamerV2
+from sb3_dreamer import DreamerV3
 
 
-def test_learns_cue_env():
-    model = DreamerV2(
+def test_learns_cue_env(algo):
+    # one 16 x 12 update every 2 env steps for both (DreamerV3 sets it through train_ratio)
+    schedule = {"train_ratio": 96} if algo is DreamerV3 else {"train_freq": 2}
+    model = algo(
         CueEnv(),
         learning_starts=200,
         batch_size=16,
         sequence_length=12,
         imagination_horizon=5,
-        train_freq=2,
         learning_rate=1e-3,
         actor_learning_rate=3e-4,
         critic_learning_rate=1e-3,
         seed=0,
         policy_kwargs=dict(deter_size=32, hidden_size=32, stoch_size=4, classes=4, mlp_units=32, mlp_layers=1),
+        **schedule,
     )
+    assert model.replay_ratio == 96
     random_mean, _ = evaluate_policy(model, Monitor(CueEnv()), n_eval_episodes=20, deterministic=False)
     model.learn(2000)
     mean, _ = evaluate_policy(model, Monitor(CueEnv()), n_eval_episodes=20, deterministic=True)
