@@ -384,11 +384,30 @@ def hardware(device: str = "auto") -> dict[str, Any]:
     return {"cpu": cpu_model(), "cpu_cores": usable_cores(), "gpu": gpu}
 
 
+def _git_commit(path: str) -> str | None:
+    """The commit of the git checkout holding ``path`` (with ``+dirty`` for uncommitted changes), if any."""
+    import subprocess
+
+    try:
+        run = dict(cwd=path, capture_output=True, text=True, timeout=10, check=True)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], **run).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {"python": platform.python_version()}
-    for package in ("sb3-dreamer", "stable-baselines3", "sb3-contrib", "torch", "gymnasium", "numpy", "minatar"):
+    import sb3_dreamer
+
+    # the package's own version from the source (an editable install's metadata keeps the version it was installed at)
+    found = {"python": platform.python_version(), "sb3-dreamer": sb3_dreamer.__version__}
+    commit = _git_commit(os.path.dirname(os.path.abspath(sb3_dreamer.__file__)))
+    if commit:
+        found["sb3-dreamer-commit"] = commit
+    for package in ("stable-baselines3", "sb3-contrib", "torch", "gymnasium", "numpy", "minatar"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

@@ -13,6 +13,7 @@ import pytest
 import torch
 from stable_baselines3 import DQN
 
+import sb3_dreamer
 import sb3_dreamer.compare as compare_module
 from sb3_dreamer.cli import main
 from sb3_dreamer.compare import (
@@ -75,6 +76,7 @@ def test_every_file_with_its_columns(finished):
     meta = json.load(open(os.path.join(out, "meta.json")))
     assert meta["command"] == "sb3-dreamer " + " ".join(argv)
     assert meta["versions"]["torch"] == torch.__version__
+    assert meta["versions"]["sb3-dreamer"] == sb3_dreamer.__version__  # from the source, not stale metadata
     assert meta["torch_device"] == "cpu" and meta["cpu"] and "date" in meta
     assert meta["protocol"]["steps"] == 300 and meta["protocol"]["eval_episodes"] == 2
     assert set(meta["runs"]) == {run_name(ENV, a, s) for a in ("dreamerv2", "dqn") for s in (0, 1)}
