@@ -243,8 +243,7 @@ class Dreamer(OffPolicyAlgorithm):
     @property
     def replay_ratio(self) -> float:
         """Replayed steps (B x T per gradient step) per env step, as ``train_freq``/``gradient_steps`` give it."""
-        freq = self.train_freq.frequency if hasattr(self.train_freq, "frequency") else self.train_freq
-        freq = freq[0] if isinstance(freq, tuple) else freq
+        freq = self.train_freq.frequency  # a TrainFreq once the model is set up
         return self.gradient_steps * self.batch_size * self.sequence_length / (freq * self.n_envs)
 
     def _optimize(

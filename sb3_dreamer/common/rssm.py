@@ -93,15 +93,29 @@ class RSSM(nn.Module):
         logits = self.post_net(th.cat([deter, embed], -1)).unflatten(-1, (self.stoch_size, self.classes))
         return unimix_logits(logits, self.unimix)
 
-    def reset(self, state: RSSMState, action: th.Tensor, is_first: th.Tensor) -> tuple[RSSMState, th.Tensor]:
+    def learned_start(self) -> tuple[th.Tensor, th.Tensor] | None:
+        """The learned initial ``(h_0, z_0)``, or ``None`` when episodes start from zeros."""
+        if self.initial_deter is None:
+            return None
+        deter0 = th.tanh(self.initial_deter)
+        return deter0, mode_one_hot(self.prior(deter0)).flatten(-2)
+
+    def reset(
+        self,
+        state: RSSMState,
+        action: th.Tensor,
+        is_first: th.Tensor,
+        start: tuple[th.Tensor, th.Tensor] | None = None,
+    ) -> tuple[RSSMState, th.Tensor]:
         """Where ``is_first``: zero the previous action, and reset the latent state to zeros or to
-        the learned initial state (pitfall 3)."""
+        the learned initial state (pitfall 3). ``start`` is :meth:`learned_start`, when the caller
+        already has it (a loop over time computes it once)."""
         keep = (1.0 - is_first.float()).unsqueeze(-1)
         deter, stoch = state.deter * keep, state.stoch * keep
-        if self.initial_deter is not None:
-            deter0 = th.tanh(self.initial_deter)
-            stoch0 = mode_one_hot(self.prior(deter0)).flatten(-2)
-            deter, stoch = deter + (1.0 - keep) * deter0, stoch + (1.0 - keep) * stoch0
+        if start is None:
+            start = self.learned_start()
+        if start is not None:
+            deter, stoch = deter + (1.0 - keep) * start[0], stoch + (1.0 - keep) * start[1]
         return RSSMState(deter, stoch, state.logits * keep.unsqueeze(-1)), action * keep
 
     def obs_step(
@@ -133,8 +147,9 @@ class RSSM(nn.Module):
         if state is None:
             state = self.initial(batch, embed.device)
         deters, stochs, post_logits = [], [], []
+        start = self.learned_start()
         for t in range(length):
-            state, action = self.reset(state, prev_action[:, t], is_first[:, t])
+            state, action = self.reset(state, prev_action[:, t], is_first[:, t], start)
             deter = self.recurrent(state.deter, state.stoch, action)
             logits = self.posterior(deter, embed[:, t])
             state = RSSMState(deter, self._draw(logits, True).flatten(-2), logits)
