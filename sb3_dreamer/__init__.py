@@ -1,7 +1,6 @@
 """sb3-dreamer: Dreamer world-model agents as Stable-Baselines3 algorithms."""
 
-import os
-
+from sb3_dreamer.common.algorithm import VERSION
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v2 import DreamerV2
@@ -10,7 +9,6 @@ from sb3_dreamer.envs import register_envs
 
 register_envs()
 
-with open(os.path.join(os.path.dirname(__file__), "version.txt")) as _file:
-    __version__ = _file.read().strip()
+__version__ = VERSION
 
 __all__ = ["DreamerPolicy", "DreamerV2", "DreamerV3", "SequenceReplayBuffer", "__version__", "register_envs"]

@@ -108,3 +108,30 @@ class BadValueEnv(gym.Env):
             else:
                 reward = float("inf")
         return obs, reward, False, self._t >= 20, {}
+
+
+class PatternEnv(gym.Env):
+    """A fully deterministic CueEnv: the cue follows a fixed pattern, episodes last ``length`` steps
+    and every reset gives the same observation, so a fresh env continues a run exactly at an
+    episode boundary (what the exact-resume tests need)."""
+
+    def __init__(self, length: int = 9) -> None:
+        self.length = length
+        self.observation_space = spaces.Box(0.0, 1.0, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self._t = 0
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(2, np.float32)
+        obs[(self._t * 7 // 3) % 2] = 1.0
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(int(action) == (self._t * 7 // 3) % 2)
+        self._t += 1
+        return self._obs(), reward, self._t >= self.length, False, {}

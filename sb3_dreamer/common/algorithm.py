@@ -9,9 +9,9 @@ actor and critic in imagination).
 from __future__ import annotations
 
 import io
-import json
 import pathlib
-import zipfile
+import random
+import warnings
 from collections import defaultdict
 from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
@@ -20,11 +20,20 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import open_path
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import (
+    GymEnv,
+    MaybeCallback,
+    RolloutReturn,
+    Schedule,
+    TrainFreq,
+    TrainFrequencyUnit,
+)
 from stable_baselines3.common.utils import update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
 
 try:  # stable-baselines3 >= 2.6
     from stable_baselines3.common.utils import FloatSchedule
@@ -33,10 +42,14 @@ except ImportError:  # pragma: no cover
 
 from sb3_dreamer.common.behavior import behavior_losses
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.files import atomic_open, check_saved_model
 from sb3_dreamer.common.networks import observation_parts
 from sb3_dreamer.common.policies import DreamerPolicy, LatentState, check_action_space, check_finite_observation
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+
+#: sb3-dreamer's version, written into every saved model.
+VERSION = (pathlib.Path(__file__).parents[1] / "version.txt").read_text().strip()
 
 
 class Dreamer(OffPolicyAlgorithm):
@@ -136,7 +149,13 @@ class Dreamer(OffPolicyAlgorithm):
         if world_model_max_grad_norm is None:
             self.world_model_max_grad_norm = max_grad_norm
         self._sb3_dreamer_algorithm = type(self).__name__  # checked on load
+        self._sb3_dreamer_version = VERSION
         self._last_latent: LatentState | None = None
+        self._skipped_updates = 0  # gradient steps not applied because of a non-finite loss or gradient
+        self._consecutive_skips = 0
+        self._rollout_progress = 0  # steps (or episodes) of the current rollout already stored
+        self._pre_step: tuple[LatentState | None, dict[str, Any]] | None = None  # see _sample_action
+        self._resume: dict[str, Any] | None = None  # random state to restore when training resumes
         if getattr(self, "observation_space", None) is not None:
             check_spaces(self.observation_space, self.action_space, policy_kwargs)
         if _init_setup_model:
@@ -164,7 +183,14 @@ class Dreamer(OffPolicyAlgorithm):
         self._last_latent = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_latent", "actor_lr_schedule", "critic_lr_schedule"]
+        return [
+            *super()._excluded_save_params(),
+            "_last_latent",
+            "_pre_step",
+            "_resume",
+            "actor_lr_schedule",
+            "critic_lr_schedule",
+        ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.wm_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
@@ -181,6 +207,9 @@ class Dreamer(OffPolicyAlgorithm):
         act uniformly at random but still filter the observations, so the latent state and its
         previous action stay consistent when the policy takes over."""
         assert self._last_obs is not None, "self._last_obs was not set"
+        # What `save` needs if a callback saves between env.step and _store_transition (SB3 calls
+        # CheckpointCallback there): the state as of the last stored step.
+        self._pre_step = (self._last_latent, self._acting_random_state())
         policy = self.policy
         policy.set_training_mode(False)
         if self._last_latent is None or len(self._last_latent[0]) != n_envs:
@@ -227,6 +256,32 @@ class Dreamer(OffPolicyAlgorithm):
         )
         self._last_obs = new_obs
         self._last_episode_starts = dones
+        self._pre_step = None
+        episodes = self.train_freq.unit == TrainFrequencyUnit.EPISODE  # type: ignore[union-attr]
+        self._rollout_progress += int(np.sum(dones)) if episodes else 1
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        train_freq: TrainFreq,
+        replay_buffer: ReplayBuffer,
+        action_noise: ActionNoise | None = None,
+        learning_starts: int = 0,
+        log_interval: int | None = None,
+    ) -> RolloutReturn:
+        """SB3's rollout, shortened by the steps already collected when a resumed checkpoint was
+        saved in the middle of one, so the updates fall on the same steps as without the interruption."""
+        if 0 < self._rollout_progress < train_freq.frequency:
+            train_freq = TrainFreq(train_freq.frequency - self._rollout_progress, train_freq.unit)
+        else:
+            self._rollout_progress = 0
+        rollout = super().collect_rollouts(
+            env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
+        )
+        if rollout.continue_training:
+            self._rollout_progress = 0
+        return rollout
 
     # -- training -----------------------------------------------------------------------------------
     def _update_learning_rate(self, optimizers: Any) -> None:  # type: ignore[override]
@@ -248,16 +303,16 @@ class Dreamer(OffPolicyAlgorithm):
 
     def _optimize(
         self, loss: th.Tensor, optimizer: th.optim.Optimizer, module: th.nn.Module, name: str, max_norm: float
-    ) -> th.Tensor:
+    ) -> th.Tensor | None:
+        """Clip and apply the gradient of ``loss``; return its norm, or ``None`` without touching
+        the weights or the optimizer state when the loss or the gradient is not finite."""
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        try:
-            norm = th.nn.utils.clip_grad_norm_(module.parameters(), max_norm, error_if_nonfinite=True)
-        except RuntimeError as error:
-            raise ValueError(
-                f"Non-finite {name} gradient (loss {loss.item():.4g}); the update was not applied. "
-                "Check the environment's observations and rewards for extreme values."
-            ) from error
+        norm = th.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+        if not th.isfinite(norm):  # a non-finite loss gives a non-finite norm too
+            optimizer.zero_grad(set_to_none=True)
+            self._non_finite.append(f"{name} loss {loss.item():.4g} (gradient norm {norm.item():.4g})")
+            return None
         optimizer.step()
         if self.policy.weight_decay > 0.0:  # decoupled, lr-independent decay (danijar/dreamerv2)
             with th.no_grad():
@@ -272,25 +327,59 @@ class Dreamer(OffPolicyAlgorithm):
         policy.set_training_mode(True)
         self._update_learning_rate(None)
         sums: dict[str, th.Tensor] = defaultdict(lambda: th.zeros((), device=self.device))
+        applied = 0
         for _ in range(gradient_steps):
             metrics = self.train_step(self.replay_buffer.sample_sequences(batch_size, self.sequence_length))
+            if metrics is None:
+                self._skip_update()
+                continue
+            self._consecutive_skips = 0
             for key, value in metrics.items():
                 sums[key] = sums[key] + value
+            applied += 1
             self._n_updates += 1
             if self._n_updates % self.target_update_interval == 0:
                 policy.update_target_critic(self.tau)
         for key, value in sums.items():
-            self.logger.record(f"train/{key}", (value / gradient_steps).item())
+            self.logger.record(f"train/{key}", (value / applied).item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/skipped_updates", self._skipped_updates)
 
-    def train_step(self, batch: Any) -> dict[str, th.Tensor]:
-        """One Dreamer update: the world model on ``batch``, then actor and critic in imagination."""
+    #: Consecutive skipped gradient steps after which training stops with an error.
+    max_consecutive_skips: ClassVar[int] = 10
+
+    def _skip_update(self) -> None:
+        self._skipped_updates += 1
+        self._consecutive_skips += 1
+        if self._consecutive_skips >= self.max_consecutive_skips:
+            raise RuntimeError(
+                f"{self._consecutive_skips} consecutive {type(self).__name__} updates had a non-finite loss or "
+                f"gradient (last: {', '.join(self._non_finite)}) and were skipped; the weights are those of the "
+                "last finite update. Check the environment's observations and rewards for extreme values, or lower the "
+                "learning rates."
+            )
+        warnings.warn(
+            f"Skipped a {type(self).__name__} update with a non-finite {', '.join(self._non_finite)}; "
+            f"{self._skipped_updates} skipped so far (logged as train/skipped_updates).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def train_step(self, batch: Any) -> dict[str, th.Tensor] | None:
+        """One Dreamer update: the world model on ``batch``, then actor and critic in imagination.
+
+        Returns the metrics, or ``None`` if a part had a non-finite loss or gradient: that part's
+        weights are left as they were, and the actor and critic are not trained on a world-model
+        update that was skipped.
+        """
         policy = self.policy
         wm = policy.world_model
+        self._non_finite: list[str] = []
         model_loss, posterior, metrics = wm.loss(batch, self._kl_loss, self.discount_scale, self.reward_scale)
-        metrics["model_grad_norm"] = self._optimize(
-            model_loss, policy.wm_optimizer, wm, "world-model", self.world_model_max_grad_norm
-        )
+        model_norm = self._optimize(model_loss, policy.wm_optimizer, wm, "world-model", self.world_model_max_grad_norm)
+        if model_norm is None:
+            return None
+        metrics["model_grad_norm"] = model_norm
         actor_loss, critic_loss, behavior_metrics = behavior_losses(
             wm,
             policy.actor,
@@ -307,10 +396,12 @@ class Dreamer(OffPolicyAlgorithm):
         )
         metrics.update(behavior_metrics)
         norm = self.max_grad_norm
-        metrics["actor_grad_norm"] = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor", norm)
-        metrics["critic_grad_norm"] = self._optimize(
-            critic_loss, policy.critic_optimizer, policy.critic, "critic", norm
-        )
+        actor_norm = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor", norm)
+        critic_norm = self._optimize(critic_loss, policy.critic_optimizer, policy.critic, "critic", norm)
+        if actor_norm is None or critic_norm is None:
+            return None
+        metrics["actor_grad_norm"] = actor_norm
+        metrics["critic_grad_norm"] = critic_norm
         return metrics
 
     def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -321,7 +412,83 @@ class Dreamer(OffPolicyAlgorithm):
         """Extra arguments of :func:`~sb3_dreamer.common.behavior.behavior_losses`."""
         return {}
 
-    # -- saving -------------------------------------------------------------------------------------
+    # -- saving and resuming -----------------------------------------------------------------------
+    def _acting_random_state(self) -> dict[str, Any]:
+        """The random generators acting draws from: torch's (action and latent samples) and the
+        action space's (random actions before ``learning_starts``)."""
+        state: dict[str, Any] = {"torch": th.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = th.cuda.get_rng_state(self.device)
+        state["action_space"] = self.action_space.np_random.bit_generator.state
+        return state
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+    ) -> None:
+        """Save the model like SB3, atomically (a failed save leaves the previous file intact),
+        with what an exact resume needs: the random states of torch, numpy, Python and the action
+        space, and the recurrent state of the acting envs (restored by the next
+        ``learn(..., reset_num_timesteps=False)``).
+
+        Called from a callback between ``env.step`` and the storing of that step (where SB3 calls
+        ``CheckpointCallback``), it saves the model as of the last stored step, which is the
+        state the replay buffer saved beside it matches.
+        """
+        saved_steps, saved_latent = self.num_timesteps, self._last_latent
+        if self._pre_step is not None:
+            self.num_timesteps -= self.n_envs
+            self._last_latent, acting = self._pre_step
+        else:
+            acting = self._acting_random_state()
+        latent = None if self._last_latent is None else tuple(x.cpu().numpy() for x in self._last_latent)
+        self._resume_state = {
+            **acting,
+            "torch": acting["torch"].numpy(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "latent": latent,
+        }
+        try:
+            with atomic_open(path, "zip") as file:
+                super().save(file, exclude, include)
+        finally:
+            self.num_timesteps, self._last_latent = saved_steps, saved_latent
+            del self._resume_state
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Save the replay buffer like SB3, atomically."""
+        with atomic_open(path, "pkl") as file:
+            super().save_replay_buffer(file)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if reset_num_timesteps:
+            self._rollout_progress = 0
+        elif self._resume is not None:
+            self._restore_random_state(self._resume)
+        self._resume = None
+        return result
+
+    def _restore_random_state(self, state: dict[str, Any]) -> None:
+        th.set_rng_state(th.as_tensor(state["torch"]))
+        if "cuda" in state and self.device.type == "cuda":
+            th.cuda.set_rng_state(th.as_tensor(state["cuda"]), self.device)
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        self.action_space.np_random.bit_generator.state = state["action_space"]
+        if state["latent"] is not None and len(state["latent"][0]) == self.n_envs:
+            self._last_latent = tuple(th.as_tensor(x, device=self.device) for x in state["latent"])  # type: ignore[assignment]
+
     @classmethod
     def load(  # type: ignore[override]
         cls: type[SelfDreamer],
@@ -333,10 +500,23 @@ class Dreamer(OffPolicyAlgorithm):
         force_reset: bool = True,
         **kwargs: Any,
     ) -> SelfDreamer:
-        """Load a model saved by :meth:`save`; raises ``ValueError`` naming the file if it is not
-        a zip, has no ``data`` member, or was saved by another algorithm."""
-        check_saved_model(path, cls.__name__)
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        """Load a model saved by :meth:`save`. Raises ``ValueError`` naming the file when it is not
+        a zip, is truncated or fails a checksum, lacks a member, was saved by another algorithm, or
+        holds networks this version cannot read. ``learn(..., reset_num_timesteps=False)`` then
+        resumes from the saved random state (see the reliability docs)."""
+        data = check_saved_model(path, cls.__name__, VERSION)
+        try:
+            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        except RuntimeError as error:
+            if "state_dict" not in str(error):
+                raise
+            saved = data.get("_sb3_dreamer_version", "0.2.0 or older")
+            raise ValueError(
+                f"{getattr(path, 'name', path)} holds networks that do not fit {cls.__name__} of sb3-dreamer "
+                f"{VERSION} (it was saved by sb3-dreamer {saved}): {error}"
+            ) from error
+        model._resume = model.__dict__.pop("_resume_state", None)
+        return model
 
     def learn(
         self: SelfDreamer,
@@ -381,28 +561,3 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, po
     """Raise ``TypeError`` naming any observation or action space Dreamer does not support."""
     observation_parts(observation_space, (policy_kwargs or {}).get("channels_last"))
     check_action_space(action_space)
-
-
-def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str) -> None:
-    """Check that ``path`` is an SB3 zip saved by ``algorithm`` before SB3 unpickles anything."""
-    name = getattr(path, "name", path)
-    file = open_path(path, "r", verbose=0, suffix="zip")  # type: ignore[arg-type]
-    start = file.tell() if file.seekable() else None
-    try:
-        with zipfile.ZipFile(file) as archive:
-            if "data" not in archive.namelist():
-                raise ValueError(f"{name} is not a saved Stable-Baselines3 model: it has no 'data' member.")
-            data = json.loads(archive.read("data").decode())
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{name} is not a valid zip file (corrupted or truncated?): {error}") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{name} has a corrupted 'data' member: {error}") from error
-    finally:
-        if start is not None:
-            file.seek(start)
-        if not isinstance(path, io.BufferedIOBase):
-            file.close()
-    saved_by = data.get("_sb3_dreamer_algorithm")
-    if saved_by != algorithm:
-        what = f"by sb3_dreamer's {saved_by}" if saved_by else "by another algorithm or package"
-        raise ValueError(f"{name} was saved {what}, not by {algorithm}; load it with the class that saved it.")
