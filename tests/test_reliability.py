@@ -1,6 +1,7 @@
 """Reliability: reproducible runs, exact resume, atomic saves, clear load errors, skipped updates, flat memory."""
 
 import gc
+import io
 import os
 import pickle
 import stat
@@ -73,12 +74,14 @@ def test_save_and_resume_is_exact(reference, tmp_path):
     _assert_same(model, resumed)
 
 
-def test_checkpoint_callback_resume_is_exact(reference):
+def test_checkpoint_callback_resume_is_exact(reference, tmp_path):
     """SB3 calls CheckpointCallback after env.step but before that step is stored: the checkpoint
-    holds the state as of step 63 (7 episodes, 3 steps into a 4-step rollout, before learning_starts)."""
+    holds the state as of step 63 (7 episodes, 3 steps into a 4-step rollout, before learning_starts).
+    Loading and saving it again (copying a checkpoint) keeps what resuming needs."""
     model, folder = reference
     cls = type(model)
-    resumed = _resume(cls, folder / "rl_model_64_steps.zip", folder / "rl_model_replay_buffer_64_steps.pkl")
+    cls.load(folder / "rl_model_64_steps.zip").save(tmp_path / "copy.zip")
+    resumed = _resume(cls, tmp_path / "copy.zip", folder / "rl_model_replay_buffer_64_steps.pkl")
     assert resumed.num_timesteps == 63 and resumed.replay_buffer.size() == 63 + 7
     resumed.learn(TOTAL - resumed.num_timesteps, reset_num_timesteps=False)
     _assert_same(model, resumed)
@@ -140,7 +143,12 @@ def test_save_paths_behave_like_sb3(small_model, tmp_path):
     saved = tmp_path / "new" / "folder" / "model.zip"
     umask = os.umask(0)
     os.umask(umask)
-    assert stat.S_IMODE(saved.stat().st_mode) == 0o666 & ~umask  # not the temporary file's 0600
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o666 & ~umask  # what open() would give
+    saved.chmod(0o640)
+    (tmp_path / "link.zip").symlink_to(saved)
+    small_model.save(tmp_path / "link.zip")  # writes through the link, keeps the mode
+    assert (tmp_path / "link.zip").is_symlink() and stat.S_IMODE(saved.stat().st_mode) == 0o640
+    assert sorted(os.listdir(saved.parent)) == ["model.zip"]
 
 
 def _rewrite(source, target, drop=(), replace=None):
@@ -170,10 +178,10 @@ def test_load_errors_name_the_file_and_the_problem(small_model, tmp_path):
     def older_networks(name, content):  # what a file from a version with other module names looks like
         if name != "policy.pth":
             return content
-        state = th.load(__import__("io").BytesIO(content))
+        state = th.load(io.BytesIO(content))
         key = next(iter(state))
         state["old_" + key] = state.pop(key)
-        buffer = __import__("io").BytesIO()
+        buffer = io.BytesIO()
         th.save(state, buffer)
         return buffer.getvalue()
 
@@ -232,6 +240,11 @@ def test_non_finite_update_is_skipped_counted_and_then_raises(algo, monkeypatch,
     model.train(gradient_steps=1, batch_size=4)  # finite again: training goes on, the count is kept
     assert model._n_updates == updates + 1 and model._skipped_updates == 10
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    loaded = algo.load(buffer)
+    assert loaded._skipped_updates == 10 and loaded._consecutive_skips == 0  # the count is saved
 
 
 # -- memory --------------------------------------------------------------------------------------

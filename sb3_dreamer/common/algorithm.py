@@ -154,7 +154,7 @@ class Dreamer(OffPolicyAlgorithm):
         self._skipped_updates = 0  # gradient steps not applied because of a non-finite loss or gradient
         self._consecutive_skips = 0
         self._rollout_progress = 0  # steps (or episodes) of the current rollout already stored
-        self._pre_step: tuple[LatentState | None, dict[str, Any]] | None = None  # see _sample_action
+        self._pre_step: tuple[int, LatentState | None, dict[str, Any]] | None = None  # see _sample_action
         self._resume: dict[str, Any] | None = None  # random state to restore when training resumes
         if getattr(self, "observation_space", None) is not None:
             check_spaces(self.observation_space, self.action_space, policy_kwargs)
@@ -188,6 +188,8 @@ class Dreamer(OffPolicyAlgorithm):
             "_last_latent",
             "_pre_step",
             "_resume",
+            "_non_finite",
+            "_consecutive_skips",
             "actor_lr_schedule",
             "critic_lr_schedule",
         ]
@@ -198,6 +200,7 @@ class Dreamer(OffPolicyAlgorithm):
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
         self._last_latent = None
+        self._pre_step = None
 
     # -- acting -------------------------------------------------------------------------------------
     def _sample_action(
@@ -209,7 +212,7 @@ class Dreamer(OffPolicyAlgorithm):
         assert self._last_obs is not None, "self._last_obs was not set"
         # What `save` needs if a callback saves between env.step and _store_transition (SB3 calls
         # CheckpointCallback there): the state as of the last stored step.
-        self._pre_step = (self._last_latent, self._acting_random_state())
+        self._pre_step = (self.num_timesteps, self._last_latent, self._acting_random_state())
         policy = self.policy
         policy.set_training_mode(False)
         if self._last_latent is None or len(self._last_latent[0]) != n_envs:
@@ -272,15 +275,18 @@ class Dreamer(OffPolicyAlgorithm):
     ) -> RolloutReturn:
         """SB3's rollout, shortened by the steps already collected when a resumed checkpoint was
         saved in the middle of one, so the updates fall on the same steps as without the interruption."""
-        if 0 < self._rollout_progress < train_freq.frequency:
-            train_freq = TrainFreq(train_freq.frequency - self._rollout_progress, train_freq.unit)
+        done = self._rollout_progress
+        if 0 < done < train_freq.frequency:
+            train_freq = TrainFreq(train_freq.frequency - done, train_freq.unit)
         else:
-            self._rollout_progress = 0
+            self._rollout_progress = done = 0
         rollout = super().collect_rollouts(
             env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
         )
         if rollout.continue_training:
             self._rollout_progress = 0
+            if train_freq.unit == TrainFrequencyUnit.STEP:  # gradient_steps=-1 counts the whole rollout
+                rollout = rollout._replace(episode_timesteps=rollout.episode_timesteps + done * env.num_envs)
         return rollout
 
     # -- training -----------------------------------------------------------------------------------
@@ -354,8 +360,8 @@ class Dreamer(OffPolicyAlgorithm):
         if self._consecutive_skips >= self.max_consecutive_skips:
             raise RuntimeError(
                 f"{self._consecutive_skips} consecutive {type(self).__name__} updates had a non-finite loss or "
-                f"gradient (last: {', '.join(self._non_finite)}) and were skipped; the weights are those of the "
-                "last finite update. Check the environment's observations and rewards for extreme values, or lower the "
+                f"gradient (last: {', '.join(self._non_finite)}); the parts affected were not updated. "
+                " Check the environment's observations and rewards for extreme values, or lower the "
                 "learning rates."
             )
         warnings.warn(
@@ -414,11 +420,13 @@ class Dreamer(OffPolicyAlgorithm):
 
     # -- saving and resuming -----------------------------------------------------------------------
     def _acting_random_state(self) -> dict[str, Any]:
-        """The random generators acting draws from: torch's (action and latent samples) and the
-        action space's (random actions before ``learning_starts``)."""
-        state: dict[str, Any] = {"torch": th.get_rng_state()}
+        """The random generators acting draws from, cheap enough to copy at every env step:
+        torch's (action and latent samples) and the action space's (random actions before
+        ``learning_starts``). numpy's and Python's (the replay sampler draws from numpy's, only
+        during updates) are copied when ``save`` runs: np.random.get_state alone takes ~50 us."""
+        state: dict[str, Any] = {"torch": th.get_rng_state().numpy()}
         if self.device.type == "cuda":
-            state["cuda"] = th.cuda.get_rng_state(self.device)
+            state["cuda"] = th.cuda.get_rng_state(self.device).numpy()
         state["action_space"] = self.action_space.np_random.bit_generator.state
         return state
 
@@ -438,19 +446,20 @@ class Dreamer(OffPolicyAlgorithm):
         state the replay buffer saved beside it matches.
         """
         saved_steps, saved_latent = self.num_timesteps, self._last_latent
-        if self._pre_step is not None:
-            self.num_timesteps -= self.n_envs
-            self._last_latent, acting = self._pre_step
+        if self._resume is not None:  # loaded and not resumed yet: keep the loaded state
+            self._resume_state = self._resume
         else:
-            acting = self._acting_random_state()
-        latent = None if self._last_latent is None else tuple(x.cpu().numpy() for x in self._last_latent)
-        self._resume_state = {
-            **acting,
-            "torch": acting["torch"].numpy(),
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "latent": latent,
-        }
+            if self._pre_step is not None:
+                self.num_timesteps, self._last_latent, acting = self._pre_step
+            else:
+                acting = self._acting_random_state()
+            latent = None if self._last_latent is None else tuple(x.cpu().numpy() for x in self._last_latent)
+            self._resume_state = {
+                **acting,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "latent": latent,
+            }
         try:
             with atomic_open(path, "zip") as file:
                 super().save(file, exclude, include)
@@ -472,6 +481,8 @@ class Dreamer(OffPolicyAlgorithm):
         progress_bar: bool = False,
     ) -> tuple[int, BaseCallback]:
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        if self._pre_step is not None:  # a callback stopped training after env.step: that step was never stored
+            self._last_latent, self._pre_step = self._pre_step[1], None
         if reset_num_timesteps:
             self._rollout_progress = 0
         elif self._resume is not None:
@@ -507,8 +518,8 @@ class Dreamer(OffPolicyAlgorithm):
         data = check_saved_model(path, cls.__name__, VERSION)
         try:
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        except RuntimeError as error:
-            if "state_dict" not in str(error):
+        except (RuntimeError, KeyError) as error:  # (SB3 turns some mismatches into KeyError 'policy.optimizer')
+            if "state_dict" not in str(error) and "policy.optimizer" not in str(error):
                 raise
             saved = data.get("_sb3_dreamer_version", "0.2.0 or older")
             raise ValueError(

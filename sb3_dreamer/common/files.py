@@ -12,7 +12,7 @@ import io
 import json
 import os
 import pathlib
-import tempfile
+import uuid
 import zipfile
 from collections.abc import Iterator
 
@@ -41,29 +41,37 @@ def atomic_open(path: str | pathlib.Path | io.BufferedIOBase, suffix: str) -> It
     """Yield a binary file to write; on success it replaces ``path`` in one rename.
 
     File objects are passed through unchanged. For paths the parent folders are created, the
-    data goes to a temporary file in the same folder (so the rename is atomic), which is flushed
-    and synced, then renamed over ``path``. If anything fails, the temporary file is removed and
-    ``path`` keeps its previous content.
+    data goes to a temporary file in the destination's folder (so the rename is atomic), which is
+    flushed and synced, then renamed over the destination (through a symlink, keeping an existing
+    file's mode). If the write fails, the temporary file is removed and the destination keeps its
+    previous content; a process killed mid-write can leave only a ``.<name>.*.tmp`` file behind.
     """
     if not isinstance(path, (str, pathlib.Path)):
         yield path
         return
-    target = _destination(path, suffix)
+    target = pathlib.Path(os.path.realpath(_destination(path, suffix)))
     target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # 0o666 minus the umask, as open() would create it
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as file:
             yield file  # type: ignore[misc]
             file.flush()
             os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes 0600; give the mode a plain open() would
+        if target.exists():
+            os.chmod(temporary, target.stat().st_mode & 0o7777)
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str, version: str) -> dict:
