@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", default="results", help="output folder (finished runs in it are skipped)")
     c.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (default steps/20)")
     c.add_argument("--eval-episodes", type=int, default=10)
-    c.add_argument("--dreamer-size", default="default", help="DreamerV2 size: default, small or tiny")
+    c.add_argument("--dreamer-size", default="default", help="DreamerV2 size: default, small, atari or tiny")
     c.add_argument("--dreamerv3-size", default="S", help="DreamerV3 model_size: XXS, XS, S, M, L or XL")
     c.add_argument("--device", default="auto", help="torch device for every run: auto, cpu, cuda")
     c.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores / jobs)")

@@ -13,7 +13,15 @@ from gymnasium import spaces
 from sb3_dreamer import DreamerV2, DreamerV3
 from sb3_dreamer.common.algorithm import train_schedule
 from sb3_dreamer.common.behavior import ReturnNormalizer
-from sb3_dreamer.common.distributions import categorical_kl, free_bits_kl, symexp, symlog, two_hot, unimix_logits
+from sb3_dreamer.common.distributions import (
+    categorical_kl,
+    free_bits_kl,
+    symexp,
+    symlog,
+    two_hot,
+    two_hot_nll,
+    unimix_logits,
+)
 from sb3_dreamer.common.networks import V3_STYLE, ScalarHead
 from sb3_dreamer.dreamer_v3 import SIZES
 
@@ -38,6 +46,19 @@ def test_two_hot_hand_values():
     assert encoded.shape == (2, 2, 5)
     assert th.allclose(encoded.sum(-1), th.ones(2, 2))
     assert th.allclose((encoded * bins).sum(-1), x)  # decoding inverts encoding inside the range
+
+
+def test_two_hot_nll_reads_only_the_two_weighted_bins():
+    """The gather form equals the dense cross-entropy against :func:`two_hot`, in and out of range."""
+    bins = th.tensor([0.0, 2.5, 5.0, 7.5, 10.0])
+    x = th.tensor([5.5, 7.5, 0.0, -3.0, 12.0, 9.99])
+    log_probs = th.randn(6, 5).log_softmax(-1)
+    dense = -(two_hot(x, bins) * log_probs).sum(-1)
+    assert th.allclose(two_hot_nll(log_probs, x, bins), dense, atol=1e-6)
+    # 5.5: 0.8 on bin 2, 0.2 on bin 3 (seed 004's example)
+    assert two_hot_nll(log_probs, x, bins)[0].item() == pytest.approx(
+        -(0.8 * log_probs[0, 2] + 0.2 * log_probs[0, 3]).item(), rel=1e-6
+    )
 
 
 def test_two_hot_head_starts_at_zero_and_decodes_in_symlog_space():

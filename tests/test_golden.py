@@ -82,6 +82,14 @@ def test_straight_through_forward_is_one_hot_backward_is_softmax():
     assert th.allclose(logits.grad, ref.grad, atol=1e-6)
 
 
+def test_straight_through_without_autograd_is_the_sample_itself():
+    logits = th.randn(5, 4, requires_grad=True)
+    sample = sample_one_hot(logits.detach())
+    with th.no_grad():
+        assert straight_through(sample, logits) is sample  # exact one-hot: imagination for REINFORCE
+    assert straight_through(sample, logits).requires_grad
+
+
 def test_rssm_resets_state_and_previous_action_at_is_first():
     th.manual_seed(0)
     rssm = RSSM(embed_dim=3, action_dim=2, deter_size=6, hidden_size=5, stoch_size=2, classes=3)

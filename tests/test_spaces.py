@@ -67,6 +67,29 @@ def test_image_layout_inference():
         assert observation_parts(chw, channels_last=flag)[0].shape == (3, 64, 48)
 
 
+def test_cnn_follows_the_papers_on_64x64_and_adds_a_stem_below_16_pixels():
+    from torch import nn
+
+    from sb3_dreamer.common.networks import V3_STYLE, ConvDecoder, ConvEncoder
+
+    encoder = ConvEncoder(3, 64, 64, depth=8, style=V3_STYLE)  # DreamerV3: 64 -> 32 -> 16 -> 8 -> 4
+    convs = [m for m in encoder.net if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (3, 8, (4, 4), (2, 2)),
+        (8, 16, (4, 4), (2, 2)),
+        (16, 32, (4, 4), (2, 2)),
+        (32, 64, (4, 4), (2, 2)),
+    ]
+    assert encoder.out_dim == 64 * 4 * 4
+    decoder = ConvDecoder(20, encoder, 3, V3_STYLE)
+    assert isinstance(decoder.net[-1], nn.ConvTranspose2d) and decoder.net[-1].out_channels == 3
+    assert decoder(th.randn(2, 20)).shape == (2, 3, 64, 64)
+    small = ConvEncoder(4, 10, 10, depth=8)  # MinAtar: a 3x3 stem, then one stage to 5x5
+    convs = [m for m in small.net if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(8, (3, 3), (1, 1)), (16, (4, 4), (2, 2))]
+    assert ConvDecoder(20, small, 4)(th.randn(2, 20)).shape == (2, 4, 10, 10)
+
+
 def test_uint8_hwc_env_with_channels_last_flag_trains(algo):
     model = algo(
         SpaceEnv(IMAGE_SPACES["uint8_hwc"], spaces.Discrete(2)),

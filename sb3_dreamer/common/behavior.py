@@ -221,11 +221,11 @@ def behavior_losses(
         feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
-        values = bootstrap.predict(feats[1:])  # v(s_{t+1})
-        returns = lambda_return(rewards, values, gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
+        values = bootstrap.predict(feats)  # v(s_t), t = 0..H: once, for the returns and the baseline
+        returns = lambda_return(rewards, values[1:], gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():
         weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
-        baseline = bootstrap.predict(feats[:-1])
+        baseline = values[:-1].detach()
         scale = th.ones((), device=returns.device) if return_scale is None else return_scale(returns)
     policy_feats = feats[:-1].detach()
     log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)

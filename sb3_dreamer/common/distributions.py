@@ -28,8 +28,11 @@ def straight_through(sample: th.Tensor, logits: th.Tensor) -> th.Tensor:
     """Straight-through estimator (DreamerV2 paper, Algorithm 1).
 
     The forward value is the one-hot ``sample``; the backward pass uses the gradient of the
-    class probabilities: ``sample + probs - sg(probs)``.
+    class probabilities: ``sample + probs - sg(probs)``. Without a gradient to carry (imagination
+    for REINFORCE runs without autograd) it is ``sample`` itself.
     """
+    if not (logits.requires_grad and th.is_grad_enabled()):
+        return sample
     probs = logits.softmax(-1)
     return sample + probs - probs.detach()
 
@@ -110,21 +113,36 @@ def symexp(x: th.Tensor) -> th.Tensor:
     return th.sign(x) * th.expm1(x.abs())
 
 
+def _two_hot_parts(x: th.Tensor, bins: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """The bins below and above ``x`` and the weight of the one above (see :func:`two_hot`)."""
+    n = bins.shape[0]
+    x = x.clamp(bins[0], bins[-1])
+    above = th.searchsorted(bins, x.contiguous().unsqueeze(-1)).squeeze(-1).clamp(1, n - 1)
+    below = above - 1
+    w_above = (x - bins[below]) / (bins[above] - bins[below])
+    return below, above, w_above
+
+
 def two_hot(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
     """Two-hot encoding of ``x`` on the sorted ``bins`` (DreamerV3 paper Eq. 9; seed 004).
 
     The weight goes to the two bins around ``x``, in proportion to closeness; values outside the
     range put all their weight on the nearest end bin. Returns ``(*x.shape, len(bins))``.
     """
-    n = bins.shape[0]
-    x = x.clamp(bins[0], bins[-1])
-    above = th.searchsorted(bins, x.contiguous().unsqueeze(-1)).squeeze(-1).clamp(1, n - 1)
-    below = above - 1
-    w_above = (x - bins[below]) / (bins[above] - bins[below])
-    target = th.zeros(*x.shape, n, dtype=x.dtype, device=x.device)
+    below, above, w_above = _two_hot_parts(x, bins)
+    target = th.zeros(*x.shape, bins.shape[0], dtype=x.dtype, device=x.device)
     target.scatter_(-1, below.unsqueeze(-1), (1.0 - w_above).unsqueeze(-1))
     target.scatter_add_(-1, above.unsqueeze(-1), w_above.unsqueeze(-1))
     return target
+
+
+def two_hot_nll(log_probs: th.Tensor, x: th.Tensor, bins: th.Tensor) -> th.Tensor:
+    """``-sum(two_hot(x, bins) * log_probs, -1)``, the cross-entropy of the two-hot target
+    (DreamerV3 paper Eq. 10), reading only the two bins that carry weight."""
+    below, above, w_above = _two_hot_parts(x, bins)
+    lp_below = log_probs.gather(-1, below.unsqueeze(-1)).squeeze(-1)
+    lp_above = log_probs.gather(-1, above.unsqueeze(-1)).squeeze(-1)
+    return -((1.0 - w_above) * lp_below + w_above * lp_above)
 
 
 def categorical_log_prob(logits: th.Tensor, one_hot: th.Tensor) -> th.Tensor:

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from torch import nn
 
-from sb3_dreamer.common.distributions import bernoulli_nll, symexp, symlog, two_hot, unit_gaussian_nll
+from sb3_dreamer.common.distributions import bernoulli_nll, symexp, symlog, two_hot_nll, unit_gaussian_nll
 
 #: Key under which a non-Dict observation is stored.
 OBS_KEY = "obs"
@@ -93,7 +93,7 @@ class ScalarHead(nn.Module):
         """The expected value from :meth:`forward`'s output."""
         if not self.bins:
             return out
-        return symexp((out.softmax(-1) * self.support).sum(-1))
+        return symexp(out.softmax(-1) @ self.support)
 
     def predict(self, feat: th.Tensor) -> th.Tensor:
         return self.mean(self(feat))
@@ -102,7 +102,7 @@ class ScalarHead(nn.Module):
         """``-ln p(target)`` per element, from :meth:`forward`'s output (without constants)."""
         if not self.bins:
             return unit_gaussian_nll(out, target)
-        return -(two_hot(symlog(target), self.support) * out.log_softmax(-1)).sum(-1)
+        return two_hot_nll(out.log_softmax(-1), symlog(target), self.support)
 
     def zero_output_(self) -> None:
         """Zero the output layer of a two-hot head (called after the global initialisation)."""
@@ -239,15 +239,28 @@ def conv_block(conv: nn.Module, channels: int, style: NetStyle) -> list[nn.Modul
     return [conv, style.activation_fn()]
 
 
+#: Images whose short side is below this get a 3x3 stride-1 stem convolution before the stride-2 stages.
+STEM_BELOW = 16
+
+
 class ConvEncoder(nn.Module):
-    """A 3x3 stride-1 convolution, then 4x4 stride-2 stages (at most four) while the short side
-    is 8 pixels or more (10x10 MinAtar: one stage to 5x5; 64x64: four stages to 4x4)."""
+    """4x4 stride-2 convolutions (at most four) while the short side is 8 pixels or more, with
+    ``depth x [1, 2, 4, 8]`` channels (DreamerV2/V3 papers: 64x64 -> 4x4x8 depth).
+
+    Images with a short side under 16 pixels (MinAtar's 10x10) would get at most one such stage,
+    so a 3x3 stride-1 stem convolution of ``depth`` channels reads them first and the stages then
+    double it (10x10: stem, then one stage to 5x5x2 depth)."""
 
     def __init__(self, channels: int, height: int, width: int, depth: int, style: NetStyle = V2_STYLE) -> None:
         super().__init__()
         self.sizes = _stages(height, width)
-        self.channels = [depth * min(2**i, 8) for i in range(len(self.sizes))]
-        layers = conv_block(nn.Conv2d(channels, self.channels[0], 3, 1, 1), self.channels[0], style)
+        self.stem = min(height, width) < STEM_BELOW
+        if self.stem:  # channels at each resolution, the input's included
+            self.channels = [depth * min(2**i, 8) for i in range(len(self.sizes))]
+            layers = conv_block(nn.Conv2d(channels, self.channels[0], 3, 1, 1), self.channels[0], style)
+        else:
+            self.channels = [channels] + [depth * 2**i for i in range(len(self.sizes) - 1)]
+            layers = []
         for c_in, c_out in zip(self.channels[:-1], self.channels[1:], strict=False):
             layers += conv_block(nn.Conv2d(c_in, c_out, 4, 2, 1), c_out, style)
         self.net = nn.Sequential(*layers)
@@ -259,7 +272,8 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The mirror of :class:`ConvEncoder`: features -> ``(C, H, W)`` image parameters."""
+    """The mirror of :class:`ConvEncoder`: features -> ``(C, H, W)`` image parameters (the last
+    transposed convolution outputs them, or the stem's mirror, a 3x3 convolution)."""
 
     def __init__(self, in_dim: int, encoder: ConvEncoder, out_channels: int, style: NetStyle = V2_STYLE) -> None:
         super().__init__()
@@ -271,9 +285,11 @@ class ConvDecoder(nn.Module):
         for i in range(len(sizes) - 1, 0, -1):
             (h_out, w_out), (h_in, w_in) = sizes[i - 1], sizes[i]
             pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: restores odd sizes exactly
-            deconv = nn.ConvTranspose2d(chans[i], chans[i - 1], 4, 2, 1, output_padding=pad)
-            layers += conv_block(deconv, chans[i - 1], style)
-        layers.append(nn.Conv2d(chans[0], out_channels, 3, 1, 1))
+            last = i == 1 and not encoder.stem
+            deconv = nn.ConvTranspose2d(chans[i], out_channels if last else chans[i - 1], 4, 2, 1, output_padding=pad)
+            layers += [deconv] if last else conv_block(deconv, chans[i - 1], style)
+        if encoder.stem:
+            layers.append(nn.Conv2d(chans[0], out_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, feat: th.Tensor) -> th.Tensor:
