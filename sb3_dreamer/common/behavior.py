@@ -217,12 +217,19 @@ def behavior_losses(
     # Discrete REINFORCE needs no gradient through imagination; Box actions always need the
     # reparameterised sample for their entropy estimate.
     reinforce_only = actor_grad_mix == 1.0 and actor.discrete
+    # With no gradient through imagination and the online critic bootstrapping (DreamerV3, discrete
+    # actions), one pass of the critic over s_0..s_H gives the returns' values, the baseline and its
+    # own loss's outputs; otherwise the bootstrap network makes one frozen pass for the first two.
+    shared_critic = reinforce_only and bootstrap is critic
     with frozen(world_model, critic, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
         feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
-        values = bootstrap.predict(feats)  # v(s_t), t = 0..H: once, for the returns and the baseline
-        returns = lambda_return(rewards, values[1:], gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
+        values = None if shared_critic else bootstrap.predict(feats)  # v(s_t), t = 0..H
+    critic_out = critic(feats) if shared_critic else None
+    if critic_out is not None:
+        values = critic.mean(critic_out.detach())
+    returns = lambda_return(rewards, values[1:], gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():
         weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
         baseline = values[:-1].detach()
@@ -238,7 +245,7 @@ def behavior_losses(
         objective = objective + (1.0 - actor_grad_mix) * returns / scale
     actor_loss = -(weights * objective).mean()
     # V2 Eq. 5: 1/2 (v(s_t) - sg(V^lambda_t))^2;  V3 Eq. 10: -ln p(sg(V^lambda_t) | s_t), two-hot
-    value_out = critic(policy_feats)
+    value_out = critic(policy_feats) if critic_out is None else critic_out[:-1]
     critic_nll = critic.nll(value_out, returns.detach())
     if target_regularizer > 0.0:
         with th.no_grad():
