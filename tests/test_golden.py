@@ -82,6 +82,16 @@ def test_straight_through_forward_is_one_hot_backward_is_softmax():
     assert th.allclose(logits.grad, ref.grad, atol=1e-6)
 
 
+def test_sample_one_hot_frequencies_match_the_probabilities():
+    th.manual_seed(0)
+    logits = th.tensor([[2.0, 0.0, -1.0, -30.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    samples = sample_one_hot(logits.expand(100_000, 2, 5))
+    assert th.equal(samples.sum(-1), th.ones(100_000, 2))
+    freq = samples.mean(0)
+    assert th.allclose(freq, logits.softmax(-1), atol=0.006)  # 3+ standard errors at n = 100k
+    assert freq[0, 3] == 0.0  # a class of probability ~1e-14 is never drawn here
+
+
 def test_straight_through_without_autograd_is_the_sample_itself():
     logits = th.randn(5, 4, requires_grad=True)
     sample = sample_one_hot(logits.detach())

@@ -13,9 +13,12 @@ import torch.nn.functional as F
 
 
 def sample_one_hot(logits: th.Tensor) -> th.Tensor:
-    """Draw a one-hot sample from ``Categorical(logits)`` along the last axis (Gumbel-max)."""
-    uniform = th.rand_like(logits).clamp_(1e-20, 1.0)
-    index = (logits - th.log(-th.log(uniform))).argmax(-1)
+    """Draw a one-hot sample from ``Categorical(logits)`` along the last axis, by inverting the
+    CDF: the class is the number of cumulative probabilities below a uniform draw. One uniform per
+    distribution, where Gumbel-max needs one per class and two logarithms."""
+    cdf = logits.detach().softmax(-1).cumsum_(-1)
+    uniform = th.rand(*cdf.shape[:-1], 1, device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
+    index = (cdf < uniform).sum(-1)
     return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
 
 
