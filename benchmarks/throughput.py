@@ -299,12 +299,19 @@ def device_name(device: str) -> str:
     return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
+def _commit(path: Path) -> str:
+    out = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"commit {out.stdout.strip()}" if out.returncode == 0 else str(path)
+
+
 def speedup_report(args: argparse.Namespace, pairs: list[tuple[dict, list[float], list[float]]]) -> str:
     lines = [
         f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}",
         f"device: {device_name(args.device)}; torch threads {args.threads}; {args.rounds} rounds, before and after "
         "alternating, each a fresh process timing the median of "
         f"{args.repeats} updates after {args.warmup} warm-up",
+        "",
+        f"before: {_commit(Path(args.baseline))}; after: {_commit(HERE.parent)} (plus any uncommitted changes)",
         "",
         "| config | input | before: s / update (median of rounds) | after | speedup before / after |",
         "|---|---|---|---|---|",
@@ -320,7 +327,8 @@ def report(args: argparse.Namespace, ours: list[dict], theirs: list[dict]) -> st
 
     lines = [
         f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}",
-        f"versions: sb3_dreamer {sb3_dreamer.__version__}, torch {th.__version__}, python {platform.python_version()}"
+        f"versions: sb3_dreamer {sb3_dreamer.__version__} ({_commit(HERE.parent)}), torch {th.__version__}, "
+        f"python {platform.python_version()}"
         + (f", sheeprl {SHEEPRL_VERSION} (its own venv, same torch)" if theirs else ""),
         f"device: {device_name(args.device)}; torch threads {args.threads}; fp32",
         f"task: {ENV_ID}; gradient steps: median of {args.repeats} after {args.warmup} warm-up "
