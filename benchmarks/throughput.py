@@ -3,7 +3,7 @@
     python benchmarks/throughput.py --threads 2 --out benchmarks/results/throughput_cpu
     python benchmarks/throughput.py --configs v3-XS v3-S v2-atari --inputs native rgb --sheeprl --out OUT
     python benchmarks/throughput.py --device cuda --out benchmarks/results/throughput_h100
-    git worktree add /tmp/before <commit> && python benchmarks/throughput.py --baseline /tmp/before --out OUT
+    git worktree add ../before <commit> && python benchmarks/throughput.py --baseline ../before --out OUT
 
 For each configuration, in a fresh process (so the peak memory is its own):
 
@@ -299,6 +299,15 @@ def device_name(device: str) -> str:
     return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
+def command_line() -> str:
+    """This run's command, with the local paths of ``--baseline`` and ``--sheeprl-venv`` as placeholders."""
+    argv, placeholders = list(sys.argv[1:]), {"--baseline": "<older checkout>", "--sheeprl-venv": "<venv>"}
+    for i, arg in enumerate(argv[:-1]):
+        if arg in placeholders:
+            argv[i + 1] = placeholders[arg]
+    return "python benchmarks/throughput.py " + " ".join(argv)
+
+
 def _commit(path: Path) -> str:
     out = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     return f"commit {out.stdout.strip()}" if out.returncode == 0 else str(path)
@@ -306,7 +315,7 @@ def _commit(path: Path) -> str:
 
 def speedup_report(args: argparse.Namespace, pairs: list[tuple[dict, list[float], list[float]]]) -> str:
     lines = [
-        f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}",
+        f"command: {command_line()}",
         f"device: {device_name(args.device)}; torch threads {args.threads}; {args.rounds} rounds, before and after "
         "alternating, each a fresh process timing the median of "
         f"{args.repeats} updates after {args.warmup} warm-up",
@@ -326,7 +335,7 @@ def report(args: argparse.Namespace, ours: list[dict], theirs: list[dict]) -> st
     import sb3_dreamer
 
     lines = [
-        f"command: python benchmarks/throughput.py {' '.join(sys.argv[1:])}",
+        f"command: {command_line()}",
         f"versions: sb3_dreamer {sb3_dreamer.__version__} ({_commit(HERE.parent)}), torch {th.__version__}, "
         f"python {platform.python_version()}"
         + (f", sheeprl {SHEEPRL_VERSION} (its own venv, same torch)" if theirs else ""),

@@ -225,9 +225,11 @@ def behavior_losses(
         feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
-        values = None if shared_critic else bootstrap.predict(feats)  # v(s_t), t = 0..H
-    critic_out = critic(feats) if shared_critic else None
-    if critic_out is not None:
+        if not shared_critic:
+            values = bootstrap.predict(feats)  # v(s_t), t = 0..H
+    critic_out = None
+    if shared_critic:
+        critic_out = critic(feats)  # the critic's own gradient only: feats carry none here
         values = critic.mean(critic_out.detach())
     returns = lambda_return(rewards, values[1:], gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():

@@ -245,7 +245,8 @@ STEM_BELOW = 16
 
 class ConvEncoder(nn.Module):
     """4x4 stride-2 convolutions (at most four) while the short side is 8 pixels or more, with
-    ``depth x [1, 2, 4, 8]`` channels (DreamerV2/V3 papers: 64x64 -> 4x4x8 depth).
+    ``depth x [1, 2, 4, 8]`` channels and "same" padding (the DreamerV3 paper: 64x64 -> 4x4x8 depth;
+    the DreamerV2 paper pads "valid", to 2x2).
 
     Images with a short side under 16 pixels (MinAtar's 10x10) would get at most one such stage,
     so a 3x3 stride-1 stem convolution of ``depth`` channels reads them first and the stages then
