@@ -169,8 +169,18 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[t
     """Roll the prior forward ``horizon`` steps from ``start`` (flat ``(N, ...)``), acting with ``actor``.
 
     :return: (features ``(H+1, N, F)`` of s_0..s_H, raw actions ``(H, N, A)`` with a_t taken in
-        s_t, in the format of :meth:`Actor.sample`)
+        s_t, in the format of :meth:`Actor.sample`). Without autograd, the features are
+        :meth:`RSSM.feature_buffer`, valid until the next imagination.
     """
+    if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
+        feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter)
+        feats[0] = start.feat
+        deter, stoch, raws = start.deter, start.stoch, []
+        for t in range(horizon):
+            action, raw = actor.sample(feats[t])
+            deter, stoch = rssm.img_step_into(feats[t + 1], deter, stoch, action)
+            raws.append(raw)
+        return feats, th.stack(raws, 0)
     state = start
     feats, raws = [state.feat], []
     for _ in range(horizon):

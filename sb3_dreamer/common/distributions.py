@@ -12,19 +12,34 @@ import torch as th
 import torch.nn.functional as F
 
 
-def sample_one_hot(logits: th.Tensor) -> th.Tensor:
-    """Draw a one-hot sample from ``Categorical(logits)`` along the last axis, by inverting the
-    CDF: the class is the number of cumulative probabilities below a uniform draw. One uniform per
-    distribution, where Gumbel-max needs one per class and two logarithms."""
-    cdf = logits.detach().softmax(-1).cumsum_(-1)
+def sample_index(probs: th.Tensor) -> th.Tensor:
+    """Class indices drawn from categoricals with probabilities ``probs`` (last axis, any positive
+    scale), by inverting the CDF: the class is the number of cumulative probabilities below a
+    uniform draw. One uniform per distribution, where Gumbel-max needs one per class and two
+    logarithms."""
+    cdf = probs.cumsum(-1)
     uniform = th.rand(*cdf.shape[:-1], 1, device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
-    index = (cdf < uniform).sum(-1)
-    return F.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    return th.searchsorted(cdf, uniform).squeeze(-1)  # = (cdf < uniform).sum(-1), no boolean temporary
+
+
+def one_hot(index: th.Tensor, classes: int, dtype: th.dtype, out: th.Tensor | None = None) -> th.Tensor:
+    """``index`` as one-hot vectors of ``classes``, written into ``out`` when given."""
+    if out is None:
+        out = th.zeros(*index.shape, classes, device=index.device, dtype=dtype)
+    else:
+        out.zero_()
+    return out.scatter_(-1, index.unsqueeze(-1), 1.0)
+
+
+def sample_one_hot(logits: th.Tensor, out: th.Tensor | None = None) -> th.Tensor:
+    """A one-hot sample from ``Categorical(logits)`` along the last axis (see :func:`sample_index`),
+    written into ``out`` when given."""
+    return one_hot(sample_index(logits.detach().softmax(-1)), logits.shape[-1], logits.dtype, out)
 
 
 def mode_one_hot(logits: th.Tensor) -> th.Tensor:
     """The most likely class as a one-hot vector."""
-    return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return one_hot(logits.argmax(-1), logits.shape[-1], logits.dtype)
 
 
 def straight_through(sample: th.Tensor, logits: th.Tensor) -> th.Tensor:
@@ -97,13 +112,22 @@ def free_bits_kl(
     return loss, dyn.detach()
 
 
+def unimix_probs(logits: th.Tensor, unimix: float) -> th.Tensor:
+    """``(1 - unimix) softmax(logits) + unimix / K`` (DreamerV3's 1% uniform mix, seed 004)."""
+    probs = logits.softmax(-1)
+    if unimix <= 0.0:
+        return probs
+    if probs.requires_grad:
+        return (1.0 - unimix) * probs + unimix / logits.shape[-1]
+    return probs.mul_(1.0 - unimix).add_(unimix / logits.shape[-1])
+
+
 def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
-    """Logits of ``(1 - unimix) softmax(logits) + unimix / K`` (DreamerV3's 1% uniform mix, seed 004):
-    no class has zero probability, so KLs and log-probabilities stay finite. Identity for 0."""
+    """Logits of :func:`unimix_probs`: no class has zero probability, so KLs and log-probabilities
+    stay finite. Identity for 0."""
     if unimix <= 0.0:
         return logits
-    probs = logits.softmax(-1)
-    return th.log((1.0 - unimix) * probs + unimix / logits.shape[-1])
+    return th.log((1.0 - unimix) * logits.softmax(-1) + unimix / logits.shape[-1])
 
 
 def symlog(x: th.Tensor) -> th.Tensor:

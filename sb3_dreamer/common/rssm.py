@@ -15,7 +15,15 @@ from typing import NamedTuple
 import torch as th
 from torch import nn
 
-from sb3_dreamer.common.distributions import mode_one_hot, sample_one_hot, straight_through, unimix_logits
+from sb3_dreamer.common.distributions import (
+    mode_one_hot,
+    one_hot,
+    sample_index,
+    sample_one_hot,
+    straight_through,
+    unimix_logits,
+    unimix_probs,
+)
 from sb3_dreamer.common.networks import V2_STYLE, GRUCell, NetStyle, dense
 
 
@@ -60,6 +68,7 @@ class RSSM(nn.Module):
             *dense(deter_size + embed_dim, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim)
         )
         self.initial_deter = nn.Parameter(th.zeros(deter_size)) if learned_initial else None
+        self._workspace: th.Tensor | None = None
 
     @property
     def feat_dim(self) -> int:
@@ -133,6 +142,32 @@ class RSSM(nn.Module):
         deter = self.recurrent(state.deter, state.stoch, action)
         prior_logits = self.prior(deter)
         return RSSMState(deter, self._draw(prior_logits, sample).flatten(-2), prior_logits)
+
+    def feature_buffer(self, steps: int, batch: int, like: th.Tensor) -> th.Tensor:
+        """An uninitialised ``(steps, batch, feat_dim)`` buffer for imagination's states, reused by
+        every call with the same shape: its contents last until the next call. A fresh buffer of
+        this size (tens of MB) costs a page fault per 4 KiB on every update; reusing it costs none."""
+        shape = (steps, batch, self.feat_dim)
+        buf = self._workspace
+        if buf is None or buf.shape != shape or buf.device != like.device or buf.dtype != like.dtype:
+            buf = self._workspace = like.new_empty(shape)
+        return buf
+
+    @th.no_grad()
+    def img_step_into(
+        self, out: th.Tensor, deter: th.Tensor, stoch: th.Tensor, action: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """:meth:`img_step` without autograd, writing ``[h_t, z^_t]`` into ``out`` (``(N, feat_dim)``,
+        a row of imagination's feature buffer) so no per-step concatenation or stacking is needed.
+
+        :return: ``(h_t, z^_t)``, views of ``out``
+        """
+        deter = self.recurrent(deter, stoch, action)
+        probs = unimix_probs(self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
+        out[:, : self.deter_size] = deter
+        stoch = out[:, self.deter_size :]
+        one_hot(sample_index(probs), self.classes, out.dtype, stoch.unflatten(-1, (self.stoch_size, self.classes)))
+        return out[:, : self.deter_size], stoch
 
     def observe(
         self, embed: th.Tensor, prev_action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None
