@@ -8,7 +8,8 @@ from gymnasium import spaces
 from sb3_dreamer.common.behavior import discount_weights, lambda_return
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.distributions import balanced_kl, categorical_kl, sample_one_hot, straight_through
-from sb3_dreamer.common.rssm import RSSM
+from sb3_dreamer.common.networks import InputLinear, OneHotInput
+from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
 def test_lambda_return_hand_computed():
@@ -98,6 +99,48 @@ def test_straight_through_without_autograd_is_the_sample_itself():
     with th.no_grad():
         assert straight_through(sample, logits) is sample  # exact one-hot: imagination for REINFORCE
     assert straight_through(sample, logits).requires_grad
+
+
+@pytest.mark.parametrize("offset, bias", [(4, True), (0, True), (4, False)])
+def test_input_linear_reads_one_hot_inputs_like_the_dense_ones(offset, bias):
+    """[h, z] (offset = len(h)) and [z, a] (offset 0): the gathered sum equals the dense product,
+    and a layer whose weights need a gradient uses the dense inputs (same value, same gradient)."""
+    th.manual_seed(0)
+    variables, classes, other = 3, 5, 4
+    layer = InputLinear(other + variables * classes, 7, bias=bias)
+    index = th.randint(0, classes, (2, 6, variables)) + th.arange(variables) * classes
+    z = th.zeros(2, 6, variables * classes).scatter_(-1, index, 1.0)
+    rest = th.randn(2, 6, other)
+    x = th.cat([rest, z], -1) if offset else th.cat([z, rest], -1)
+    inputs = OneHotInput(x, rest, index, offset, variables * classes)
+    with th.no_grad():
+        assert th.allclose(layer(inputs), layer(x), atol=1e-6)
+        assert th.allclose(layer(inputs[1]), layer(x[1]), atol=1e-6)  # indexing along time
+        assert th.allclose(layer(OneHotInput(None, rest, index, offset, variables * classes)), layer(x), atol=1e-6)
+    layer(inputs).sum().backward()
+    grad = layer.weight.grad.clone()
+    layer.weight.grad = None
+    layer(x).sum().backward()
+    assert th.equal(grad, layer.weight.grad)
+
+
+@pytest.mark.parametrize("unimix", [0.0, 0.01])
+def test_img_step_into_matches_img_step(unimix):
+    """Imagination's buffered step draws the same state as img_step from the same random stream."""
+    th.manual_seed(0)
+    rssm = RSSM(embed_dim=3, action_dim=2, deter_size=6, hidden_size=5, stoch_size=4, classes=3, unimix=unimix)
+    deter = th.randn(50, 6)
+    stoch = th.zeros(50, 4, 3).scatter_(-1, th.randint(0, 3, (50, 4, 1)), 1.0).flatten(-2)
+    action = th.eye(2)[th.randint(0, 2, (50,))]
+    out = th.full((50, rssm.feat_dim), float("nan"))
+    with th.no_grad():
+        th.manual_seed(1)
+        expected = rssm.img_step(RSSMState(deter, stoch, th.zeros(50, 4, 3)), action)
+        th.manual_seed(1)
+        new_deter, index = rssm.img_step_into(out, deter, rssm.one_hot_index(stoch), action)
+    assert th.allclose(out, expected.feat, atol=1e-6)  # every entry written: no NaN left
+    assert th.equal(new_deter, out[:, :6])
+    assert th.equal(index, rssm.one_hot_index(expected.stoch))
 
 
 def test_rssm_resets_state_and_previous_action_at_is_first():

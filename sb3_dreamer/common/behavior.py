@@ -29,7 +29,7 @@ from sb3_dreamer.common.distributions import (
     straight_through,
     unimix_logits,
 )
-from sb3_dreamer.common.networks import V2_STYLE, NetStyle, ScalarHead, mlp
+from sb3_dreamer.common.networks import V2_STYLE, NetStyle, OneHotInput, ScalarHead, mlp
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -165,22 +165,26 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[th.Tensor, th.Tensor]:
+def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[th.Tensor | OneHotInput, th.Tensor]:
     """Roll the prior forward ``horizon`` steps from ``start`` (flat ``(N, ...)``), acting with ``actor``.
 
     :return: (features ``(H+1, N, F)`` of s_0..s_H, raw actions ``(H, N, A)`` with a_t taken in
-        s_t, in the format of :meth:`Actor.sample`). Without autograd, the features are
-        :meth:`RSSM.feature_buffer`, valid until the next imagination.
+        s_t, in the format of :meth:`Actor.sample`). Without autograd, the features are a
+        :class:`OneHotInput` over :meth:`RSSM.feature_buffer` (valid until the next imagination),
+        which the heads' first layers read by gathering.
     """
     if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
         feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter)
+        index = start.deter.new_empty(horizon + 1, start.deter.shape[0], rssm.stoch_size, dtype=th.long)
         feats[0] = start.feat
-        deter, stoch, raws = start.deter, start.stoch, []
+        index[0] = rssm.one_hot_index(start.stoch)
+        states = OneHotInput(feats, feats[..., : rssm.deter_size], index, rssm.deter_size, rssm.stoch_dim)
+        deter, raws = start.deter, []
         for t in range(horizon):
-            action, raw = actor.sample(feats[t])
-            deter, stoch = rssm.img_step_into(feats[t + 1], deter, stoch, action)
+            action, raw = actor.sample(states[t])
+            deter, index[t + 1] = rssm.img_step_into(feats[t + 1], deter, index[t], action)
             raws.append(raw)
-        return feats, th.stack(raws, 0)
+        return states, th.stack(raws, 0)
     state = start
     feats, raws = [state.feat], []
     for _ in range(horizon):

@@ -46,11 +46,57 @@ V2_STYLE = NetStyle()
 V3_STYLE = NetStyle(nn.SiLU, layer_norm=True, symlog_inputs=True)
 
 
+class OneHotInput:
+    """A batch of layer inputs ``x`` of which the block ``x[..., offset : offset + width]`` is one-hot
+    vectors: the model states ``[h_t, z_t]`` of imagination (``offset`` = deter size) or the
+    transition's input ``[z_t, a_t]`` (``offset`` = 0), with ``z_t`` stored as its class indices.
+
+    :class:`InputLinear` reads it by gathering one weight column per categorical variable instead
+    of multiplying by the mostly-zero one-hot block (32 columns of 1024 at DreamerV3's sizes): the
+    same sum, about 30 times fewer FLOPs. Used without autograd only; a layer whose weights need a
+    gradient multiplies ``dense`` (the full inputs), as for a plain tensor.
+
+    :param dense: The full inputs ``(..., in_features)``, or ``None`` if never needed
+    :param rest: The inputs outside the one-hot block, in order ``(..., in_features - width)``
+    :param index: Flat one-hot positions in the block ``(..., variables)``: class + variable x classes
+    """
+
+    def __init__(self, dense: th.Tensor | None, rest: th.Tensor, index: th.Tensor, offset: int, width: int) -> None:
+        self.dense, self.rest, self.index, self.offset, self.width = dense, rest, index, offset, width
+
+    def __getitem__(self, key: int | slice) -> OneHotInput:  # along the leading (time) axis
+        dense = None if self.dense is None else self.dense[key]
+        return OneHotInput(dense, self.rest[key], self.index[key], self.offset, self.width)
+
+    def detach(self) -> OneHotInput:
+        return self  # built without autograd
+
+
+class InputLinear(nn.Linear):
+    """``nn.Linear`` (same parameters and state dict) that also reads :class:`OneHotInput`."""
+
+    def forward(self, x: th.Tensor | OneHotInput) -> th.Tensor:
+        if isinstance(x, th.Tensor):
+            return super().forward(x)
+        if x.dense is not None and th.is_grad_enabled() and self.weight.requires_grad:
+            return super().forward(x.dense)  # the weight gradient needs the dense inputs
+        lo, hi = x.offset, x.offset + x.width
+        weight = self.weight
+        rest_weight = weight[:, hi:] if lo == 0 else weight[:, :lo] if hi == weight.shape[1] else None
+        if rest_weight is None:
+            rest_weight = th.cat([weight[:, :lo], weight[:, hi:]], 1)
+        lead = x.index.shape[:-1]
+        table = weight[:, lo:hi].t().contiguous()  # one row per one-hot position
+        gathered = nn.functional.embedding_bag(x.index.reshape(-1, x.index.shape[-1]), table, mode="sum")
+        return nn.functional.linear(x.rest, rest_weight, self.bias) + gathered.view(*lead, -1)
+
+
 def dense(in_dim: int, out_dim: int, style: NetStyle = V2_STYLE) -> list[nn.Module]:
-    """One hidden layer: Linear (no bias when a LayerNorm follows), LayerNorm if asked, activation."""
+    """One hidden layer: Linear (no bias when a LayerNorm follows), LayerNorm if asked, activation.
+    The linear layer is an :class:`InputLinear`: a first layer may be given :class:`OneHotInput`."""
     if style.layer_norm:
-        return [nn.Linear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=1e-3), style.activation_fn()]
-    return [nn.Linear(in_dim, out_dim), style.activation_fn()]
+        return [InputLinear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=1e-3), style.activation_fn()]
+    return [InputLinear(in_dim, out_dim), style.activation_fn()]
 
 
 def mlp(in_dim: int, out_dim: int, layers: int, units: int, style: NetStyle = V2_STYLE) -> nn.Sequential:
@@ -59,7 +105,7 @@ def mlp(in_dim: int, out_dim: int, layers: int, units: int, style: NetStyle = V2
     for _ in range(layers):
         modules += dense(in_dim, units, style)
         in_dim = units
-    modules.append(nn.Linear(in_dim, out_dim))
+    modules.append((nn.Linear if modules else InputLinear)(in_dim, out_dim))
     return nn.Sequential(*modules)
 
 

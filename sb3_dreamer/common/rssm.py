@@ -24,7 +24,7 @@ from sb3_dreamer.common.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from sb3_dreamer.common.networks import V2_STYLE, GRUCell, NetStyle, dense
+from sb3_dreamer.common.networks import V2_STYLE, GRUCell, NetStyle, OneHotInput, dense
 
 
 class RSSMState(NamedTuple):
@@ -153,21 +153,28 @@ class RSSM(nn.Module):
             buf = self._workspace = like.new_empty(shape)
         return buf
 
+    def one_hot_index(self, stoch: th.Tensor) -> th.Tensor:
+        """The flat positions of the ones in one-hot ``stoch`` (``(..., stoch_size)``, for :class:`OneHotInput`)."""
+        offsets = th.arange(0, self.stoch_dim, self.classes, device=stoch.device)
+        return stoch.unflatten(-1, (self.stoch_size, self.classes)).argmax(-1) + offsets
+
     @th.no_grad()
     def img_step_into(
-        self, out: th.Tensor, deter: th.Tensor, stoch: th.Tensor, action: th.Tensor
+        self, out: th.Tensor, deter: th.Tensor, index: th.Tensor, action: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor]:
-        """:meth:`img_step` without autograd, writing ``[h_t, z^_t]`` into ``out`` (``(N, feat_dim)``,
-        a row of imagination's feature buffer) so no per-step concatenation or stacking is needed.
+        """:meth:`img_step` without autograd, from ``z_{t-1}`` given by its :meth:`one_hot_index`:
+        writes ``[h_t, z^_t]`` into ``out`` (``(N, feat_dim)``, a row of imagination's feature buffer),
+        so no per-step concatenation or stacking is needed.
 
-        :return: ``(h_t, z^_t)``, views of ``out``
+        :return: ``(h_t, index of z^_t)``, the first a view of ``out``
         """
-        deter = self.recurrent(deter, stoch, action)
+        deter = self.gru(self.img_in(OneHotInput(None, action, index, 0, self.stoch_dim)), deter)
         probs = unimix_probs(self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
         out[:, : self.deter_size] = deter
-        stoch = out[:, self.deter_size :]
-        one_hot(sample_index(probs), self.classes, out.dtype, stoch.unflatten(-1, (self.stoch_size, self.classes)))
-        return out[:, : self.deter_size], stoch
+        index = sample_index(probs)
+        stoch = out[:, self.deter_size :].unflatten(-1, (self.stoch_size, self.classes))
+        one_hot(index, self.classes, out.dtype, stoch)
+        return out[:, : self.deter_size], index + th.arange(0, self.stoch_dim, self.classes, device=index.device)
 
     def observe(
         self, embed: th.Tensor, prev_action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None
