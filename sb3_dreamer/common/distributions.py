@@ -31,10 +31,9 @@ def one_hot(index: th.Tensor, classes: int, dtype: th.dtype, out: th.Tensor | No
     return out.scatter_(-1, index.unsqueeze(-1), 1.0)
 
 
-def sample_one_hot(logits: th.Tensor, out: th.Tensor | None = None) -> th.Tensor:
-    """A one-hot sample from ``Categorical(logits)`` along the last axis (see :func:`sample_index`),
-    written into ``out`` when given."""
-    return one_hot(sample_index(logits.detach().softmax(-1)), logits.shape[-1], logits.dtype, out)
+def sample_one_hot(logits: th.Tensor) -> th.Tensor:
+    """A one-hot sample from ``Categorical(logits)`` along the last axis (see :func:`sample_index`)."""
+    return one_hot(sample_index(logits.detach().softmax(-1)), logits.shape[-1], logits.dtype)
 
 
 def mode_one_hot(logits: th.Tensor) -> th.Tensor:
@@ -125,9 +124,7 @@ def unimix_probs(logits: th.Tensor, unimix: float) -> th.Tensor:
 def unimix_logits(logits: th.Tensor, unimix: float) -> th.Tensor:
     """Logits of :func:`unimix_probs`: no class has zero probability, so KLs and log-probabilities
     stay finite. Identity for 0."""
-    if unimix <= 0.0:
-        return logits
-    return th.log((1.0 - unimix) * logits.softmax(-1) + unimix / logits.shape[-1])
+    return logits if unimix <= 0.0 else th.log(unimix_probs(logits, unimix))
 
 
 def symlog(x: th.Tensor) -> th.Tensor:

@@ -77,9 +77,7 @@ def _gathered_linear(
 ) -> th.Tensor:
     """``x W^T + b`` for :class:`OneHotInput` ``x``: the product with the inputs outside the one-hot
     block ``[lo, hi)`` plus, per row, the sum of the weight columns its one-hot positions select."""
-    rest_weight = weight[:, hi:] if lo == 0 else weight[:, :lo] if hi == weight.shape[1] else None
-    if rest_weight is None:
-        rest_weight = th.cat([weight[:, :lo], weight[:, hi:]], 1)
+    rest_weight = th.cat([weight[:, :lo], weight[:, hi:]], 1)
     table = weight[:, lo:hi].t().contiguous()  # one row per one-hot position
     gathered = nn.functional.embedding_bag(index.reshape(-1, index.shape[-1]), table, mode="sum")
     return nn.functional.linear(rest, rest_weight, bias) + gathered.view(*index.shape[:-1], -1)

@@ -153,10 +153,13 @@ class RSSM(nn.Module):
             buf = self._workspace = like.new_empty(shape)
         return buf
 
+    def _flat_index(self, classes: th.Tensor) -> th.Tensor:
+        """Each variable's class ``(..., stoch_size)`` -> its position in the flattened ``z``."""
+        return classes + th.arange(0, self.stoch_dim, self.classes, device=classes.device)
+
     def one_hot_index(self, stoch: th.Tensor) -> th.Tensor:
         """The flat positions of the ones in one-hot ``stoch`` (``(..., stoch_size)``, for :class:`OneHotInput`)."""
-        offsets = th.arange(0, self.stoch_dim, self.classes, device=stoch.device)
-        return stoch.unflatten(-1, (self.stoch_size, self.classes)).argmax(-1) + offsets
+        return self._flat_index(stoch.unflatten(-1, (self.stoch_size, self.classes)).argmax(-1))
 
     @th.no_grad()
     def img_step_into(
@@ -174,7 +177,7 @@ class RSSM(nn.Module):
         index = sample_index(probs)
         stoch = out[:, self.deter_size :].unflatten(-1, (self.stoch_size, self.classes))
         one_hot(index, self.classes, out.dtype, stoch)
-        return out[:, : self.deter_size], index + th.arange(0, self.stoch_dim, self.classes, device=index.device)
+        return out[:, : self.deter_size], self._flat_index(index)
 
     def observe(
         self, embed: th.Tensor, prev_action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None
