@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import os
@@ -85,13 +86,15 @@ SHEEPRL_PRESETS: dict[str, tuple[list[str], int]] = {
 
 
 # -- our side (runs in a child process per configuration) ------------------------------------------
-def build_model(config: str, obs: str, device: str, buffer_size: int):
+def build_model(config: str, obs: str, device: str, buffer_size: int, precision: str = "fp32"):
     from sb3_dreamer import DreamerV2, DreamerV3
     from sb3_dreamer.dreamer_v2.sizes import SIZES
 
     algo, size = CONFIGS[config]
     env_fn = functools.partial(make_minatar, ENV_ID, obs)
     common = dict(learning_starts=10**9, buffer_size=buffer_size, seed=0, device=device)
+    if precision != "fp32":  # (older checkouts, timed with --baseline, have no such argument)
+        common["precision"] = precision
     if algo == "dreamerv2":
         kwargs, policy_kwargs = SIZES[size]
         return DreamerV2(env_fn(), policy_kwargs=policy_kwargs, **common, **kwargs)
@@ -103,10 +106,10 @@ def synchronize(device: th.device) -> None:
         th.cuda.synchronize(device)
 
 
-def matmul_peak(device: th.device) -> float:
-    """FLOP/s of a square fp32 matmul: the best of 10 after warm-up."""
+def matmul_peak(device: th.device, dtype: th.dtype = th.float32) -> float:
+    """FLOP/s of a square matmul in ``dtype``: the best of 10 after warm-up."""
     n = 8192 if device.type == "cuda" else 1024
-    a, b = th.randn(n, n, device=device), th.randn(n, n, device=device)
+    a, b = th.randn(n, n, device=device, dtype=dtype), th.randn(n, n, device=device, dtype=dtype)
     best = math.inf
     for i in range(13):
         synchronize(device)
@@ -153,9 +156,11 @@ def acting(model, obs: str, n_envs: int, steps: int) -> dict[str, float]:
 def measure_ours(spec: dict[str, Any]) -> dict[str, Any]:
     th.set_num_threads(spec["threads"])
     device = th.device(spec["device"])
-    model = build_model(spec["config"], spec["obs"], spec["device"], buffer_size=spec["fill"])
+    precision = spec.get("precision", "fp32")
+    model = build_model(spec["config"], spec["obs"], spec["device"], spec["fill"], precision)
     model.learn(spec["fill"])  # random play fills the replay; no updates (learning_starts is huge)
     peak = matmul_peak(device)
+    peak_bf16 = matmul_peak(device, th.bfloat16) if precision == "bf16-mixed" else None
     times = []
     for i in range(spec["warmup"] + spec["repeats"]):
         synchronize(device)
@@ -187,6 +192,7 @@ def measure_ours(spec: dict[str, Any]) -> dict[str, Any]:
         "flops": flops,
         "achieved_flops": flops / median,
         "peak_flops": peak,
+        "peak_flops_bf16": peak_bf16,
         "acting": act,
         "updates_per_env_step": updates_per_step,
         "learn_5e6_h": learn_5e6_h,
@@ -239,6 +245,7 @@ def run_sheeprl(python: Path, config: str, obs: str, spec: dict[str, Any]) -> di
         "env.capture_video=False",
         "env.sync_env=True",
         f"fabric.accelerator={'cuda' if spec['device'].startswith('cuda') else 'cpu'}",
+        f"fabric.precision={'bf16-mixed' if spec.get('precision') == 'bf16-mixed' else '32-true'}",
         "algo.run_test=False",
         "checkpoint.save_last=False",
         "checkpoint.every=0",
@@ -277,6 +284,7 @@ def run_sheeprl(python: Path, config: str, obs: str, spec: dict[str, Any]) -> di
     return {
         "config": config,
         "obs": obs,
+        "precision": spec.get("precision", "fp32"),
         "params": result["params"],
         "flops": result.get("flops"),
         "flops_by_op": result.get("flops_by_op"),
@@ -322,12 +330,12 @@ def speedup_report(args: argparse.Namespace, pairs: list[tuple[dict, list[float]
         "",
         f"before: {_commit(Path(args.baseline))}; after: {_commit(HERE.parent)} (plus any uncommitted changes)",
         "",
-        "| config | input | before: s / update (median of rounds) | after | speedup before / after |",
-        "|---|---|---|---|---|",
+        "| config | input | precision | before: s / update (median of rounds) | after | speedup before / after |",
+        "|---|---|---|---|---|---|",
     ]
     for spec, before, after in pairs:
         b, a = statistics.median(before), statistics.median(after)
-        lines.append(f"| {spec['config']} | {spec['obs']} | {b:.3f} | {a:.3f} | {b / a:.2f}x |")
+        lines.append(f"| {spec['config']} | {spec['obs']} | {spec['precision']} | {b:.3f} | {a:.3f} | {b / a:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -339,21 +347,27 @@ def report(args: argparse.Namespace, ours: list[dict], theirs: list[dict]) -> st
         f"versions: sb3_dreamer {sb3_dreamer.__version__} ({_commit(HERE.parent)}), torch {th.__version__}, "
         f"python {platform.python_version()}"
         + (f", sheeprl {SHEEPRL_VERSION} (its own venv, same torch)" if theirs else ""),
-        f"device: {device_name(args.device)}; torch threads {args.threads}; fp32",
+        f"device: {device_name(args.device)}; torch threads {args.threads}; precision "
+        + " and ".join(args.precision)
+        + ' (bf16-mixed: ours `precision="bf16-mixed"`, sheeprl `fabric.precision=bf16-mixed`)',
         f"task: {ENV_ID}; gradient steps: median of {args.repeats} after {args.warmup} warm-up "
         f"(quartiles in brackets); replay filled with {args.fill} random steps",
         "",
-        "| config | input | B x T | params | s / update | matmul+conv GFLOP / update | achieved GFLOP/s "
-        "(% of matmul peak) | acting 1 env: steps/s (policy ms + env ms) | acting 8 envs: steps/s "
-        "(policy ms + env ms per env step) | peak memory MiB | learn(5e6) estimate, 1 env |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | input | precision | B x T | params | s / update | matmul+conv GFLOP / update | achieved "
+        "GFLOP/s (% of the fp32 matmul peak; of the bf16 one) | acting 1 env: steps/s (policy ms + env ms) | acting "
+        "8 envs: steps/s (policy ms + env ms per env step) | peak memory MiB | learn(5e6) estimate, 1 env |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in ours:
         a1, a8 = r["acting"]["1"], r["acting"]["8"]
+        achieved, bf16_peak = r["achieved_flops"], r.get("peak_flops_bf16")
+        share = f"{100 * achieved / r['peak_flops']:.0f}% of {r['peak_flops'] / 1e9:.0f}"
+        if bf16_peak:
+            share += f"; {100 * achieved / bf16_peak:.0f}% of {bf16_peak / 1e9:.0f}"
         lines.append(
-            f"| {r['config']} | {r['obs']} | {r['batch']} | {r['params'] / 1e6:.2f}M | {r['step_s']:.3f} "
-            f"[{r['step_q1']:.3f}, {r['step_q3']:.3f}] | {r['flops'] / 1e9:.1f} | {r['achieved_flops'] / 1e9:.1f} "
-            f"({100 * r['achieved_flops'] / r['peak_flops']:.0f}% of {r['peak_flops'] / 1e9:.0f}) | "
+            f"| {r['config']} | {r['obs']} | {r.get('precision', 'fp32')} | {r['batch']} | {r['params'] / 1e6:.2f}M "
+            f"| {r['step_s']:.3f} [{r['step_q1']:.3f}, {r['step_q3']:.3f}] | {r['flops'] / 1e9:.1f} | "
+            f"{achieved / 1e9:.1f} ({share}) | "
             f"{a1['steps_per_s']:.0f} ({a1['policy_ms']:.2f} + {a1['env_ms']:.3f}) | {a8['steps_per_s']:.0f} "
             f"({a8['policy_ms']:.3f} + {a8['env_ms']:.3f}) | {r['peak_mib']:.0f} | {r['learn_5e6_h']:.1f} h "
             f"({r['updates_per_env_step']:.3g} updates / step) |"
@@ -363,25 +377,26 @@ def report(args: argparse.Namespace, ours: list[dict], theirs: list[dict]) -> st
             "",
             "sheeprl at the same widths (its `train`, timed; excludes replay sampling):",
             "",
-            "| config | sheeprl input | params | sheeprl s / update | peak memory MiB |",
-            "|---|---|---|---|---|",
+            "| config | sheeprl input | precision | params | sheeprl s / update | peak memory MiB |",
+            "|---|---|---|---|---|---|",
         ]
         for r in theirs:
             lines.append(
-                f"| {r['config']} | {r['obs']} | {r['params'] / 1e6:.2f}M | {r['step_s']:.3f} "
+                f"| {r['config']} | {r['obs']} | {r['precision']} | {r['params'] / 1e6:.2f}M | {r['step_s']:.3f} "
                 f"[{r['step_q1']:.3f}, {r['step_q3']:.3f}] | {r['peak_mib']:.0f} |"
             )
         lines += [
             "",
             "Speed ratio, sheeprl s / update over ours (> 1: we are faster):",
             "",
-            "| config | best input each (the faster input of each library) | identical 400-d vector "
-            "| identical 64x64 RGB |",
-            "|---|---|---|---|",
+            "| config | precision (both) | best input each (the faster input of each library) | identical 400-d "
+            "vector | identical 64x64 RGB |",
+            "|---|---|---|---|---|",
         ]
-        for config in dict.fromkeys(r["config"] for r in theirs):
-            mine = {r["obs"]: r["step_s"] for r in ours if r["config"] == config}
-            other = {r["obs"]: r["step_s"] for r in theirs if r["config"] == config}
+        for config, precision in dict.fromkeys((r["config"], r["precision"]) for r in theirs):
+            key = (config, precision)
+            mine = {r["obs"]: r["step_s"] for r in ours if (r["config"], r.get("precision", "fp32")) == key}
+            other = {r["obs"]: r["step_s"] for r in theirs if (r["config"], r["precision"]) == key}
             cells = []
             if mine and other:
                 my_obs, their_obs = min(mine, key=mine.get), min(other, key=other.get)
@@ -396,7 +411,7 @@ def report(args: argparse.Namespace, ours: list[dict], theirs: list[dict]) -> st
                     cells.append(f"{other[obs] / mine[obs]:.2f}x ({other[obs]:.2f} s vs {mine[obs]:.2f} s)")
                 else:
                     cells.append("-")
-            lines.append(f"| {config} | {' | '.join(cells)} |")
+            lines.append(f"| {config} | {precision} | {' | '.join(cells)} |")
         lines += ["", "sheeprl commands (run in a temporary folder, `PYTHONPATH=benchmarks`):", ""]
         lines += [f"    {r['command']}" for r in theirs]
     return "\n".join(lines) + "\n"
@@ -409,6 +424,9 @@ def main() -> None:
     )
     parser.add_argument("--inputs", nargs="+", default=["native"], choices=["native", "vector", "rgb"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16-mixed"], help="each one, for both libraries"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
@@ -429,13 +447,13 @@ def main() -> None:
     if args.baseline:
         pairs = []
         for config in args.configs:
-            for obs in args.inputs:
-                spec = {**base, "config": config, "obs": obs}
+            for obs, precision in itertools.product(args.inputs, args.precision):
+                spec = {**base, "config": config, "obs": obs, "precision": precision}
                 before, after = [], []
                 for _ in range(args.rounds):
                     before.append(run_ours(spec, str(Path(args.baseline).resolve()))["step_s"])
                     after.append(run_ours(spec)["step_s"])
-                    print(config, obs, before[-1], after[-1], flush=True)
+                    print(config, obs, precision, before[-1], after[-1], flush=True)
                 pairs.append((spec, before, after))
         text = speedup_report(args, pairs)
         print(text)
@@ -444,14 +462,14 @@ def main() -> None:
         return
     ours, theirs = [], []
     for config in args.configs:
-        for obs in args.inputs:
-            ours.append(run_ours({**base, "config": config, "obs": obs}))
+        for obs, precision in itertools.product(args.inputs, args.precision):
+            ours.append(run_ours({**base, "config": config, "obs": obs, "precision": precision}))
             print(json.dumps(ours[-1]), flush=True)
     if args.sheeprl:
         python = ensure_sheeprl(args.sheeprl_venv)
         for config in (c for c in args.configs if c in SHEEPRL_PRESETS):
-            for obs in args.sheeprl_inputs:
-                theirs.append(run_sheeprl(python, config, obs, base))
+            for obs, precision in itertools.product(args.sheeprl_inputs, args.precision):
+                theirs.append(run_sheeprl(python, config, obs, {**base, "precision": precision}))
                 print(json.dumps(theirs[-1]), flush=True)
     text = report(args, ours, theirs)
     print(text)

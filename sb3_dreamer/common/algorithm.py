@@ -48,6 +48,9 @@ from sb3_dreamer.common.policies import DreamerPolicy, LatentState, check_action
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
+#: ``precision`` values: float32 everywhere, or the training forward passes in bfloat16 (see :meth:`Dreamer.autocast`).
+PRECISIONS = ("fp32", "bf16-mixed")
+
 #: sb3-dreamer's version, written into every saved model.
 VERSION = (pathlib.Path(__file__).parents[1] / "version.txt").read_text().strip()
 
@@ -99,8 +102,11 @@ class Dreamer(OffPolicyAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        precision: str = "fp32",
         _init_setup_model: bool = True,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
         # Accept SB3's positional order too: Dreamer("MlpPolicy", env).
         if (isinstance(env, str) and env in self.policy_aliases) or (
             isinstance(env, type) and issubclass(env, BasePolicy)
@@ -146,6 +152,7 @@ class Dreamer(OffPolicyAlgorithm):
         self.tau = tau
         self.max_grad_norm = max_grad_norm
         self.world_model_max_grad_norm = world_model_max_grad_norm
+        self.precision = precision
         if world_model_max_grad_norm is None:
             self.world_model_max_grad_norm = max_grad_norm
         self._sb3_dreamer_algorithm = type(self).__name__  # checked on load
@@ -381,25 +388,27 @@ class Dreamer(OffPolicyAlgorithm):
         policy = self.policy
         wm = policy.world_model
         self._non_finite: list[str] = []
-        model_loss, posterior, metrics = wm.loss(batch, self._kl_loss, self.discount_scale, self.reward_scale)
+        with self.autocast():
+            model_loss, posterior, metrics = wm.loss(batch, self._kl_loss, self.discount_scale, self.reward_scale)
         model_norm = self._optimize(model_loss, policy.wm_optimizer, wm, "world-model", self.world_model_max_grad_norm)
         if model_norm is None:
             return None
         metrics["model_grad_norm"] = model_norm
-        actor_loss, critic_loss, behavior_metrics = behavior_losses(
-            wm,
-            policy.actor,
-            policy.critic,
-            policy.target_critic,
-            posterior,
-            batch.is_terminal,
-            self.imagination_horizon,
-            self.gamma,
-            self.return_lambda,
-            float(self.actor_grad_mix),
-            self.entropy_coef,  # type: ignore[arg-type]
-            **self._behavior_options(),
-        )
+        with self.autocast():
+            actor_loss, critic_loss, behavior_metrics = behavior_losses(
+                wm,
+                policy.actor,
+                policy.critic,
+                policy.target_critic,
+                posterior,
+                batch.is_terminal,
+                self.imagination_horizon,
+                self.gamma,
+                self.return_lambda,
+                float(self.actor_grad_mix),
+                self.entropy_coef,  # type: ignore[arg-type]
+                **self._behavior_options(),
+            )
         metrics.update(behavior_metrics)
         norm = self.max_grad_norm
         actor_norm = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor", norm)
@@ -409,6 +418,15 @@ class Dreamer(OffPolicyAlgorithm):
         metrics["actor_grad_norm"] = actor_norm
         metrics["critic_grad_norm"] = critic_norm
         return metrics
+
+    def autocast(self) -> th.autocast:
+        """The context of the training forward passes. With ``precision="bf16-mixed"``, ``torch.autocast``
+        to bfloat16: matrix products and convolutions (and, on CPU, the norms and activations after
+        them) run in bfloat16, while the weights, their gradients, the optimizer state, the recurrent
+        state ``h`` and every distribution (the heads' outputs are cast back) stay float32; the
+        backward passes run outside it. Acting is always float32."""
+        enabled = getattr(self, "precision", "fp32") == "bf16-mixed"  # models saved before 0.5 have none
+        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=enabled)
 
     def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """The weighted KL term of the world-model loss and the KL value per element."""

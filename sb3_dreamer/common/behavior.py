@@ -63,10 +63,10 @@ class Actor(nn.Module):
 
     def logits(self, feat: th.Tensor) -> th.Tensor:
         """Logits of the (uniform-mixed) categorical over Discrete actions."""
-        return unimix_logits(self.net(feat), self.unimix)
+        return unimix_logits(self.net(feat).float(), self.unimix)  # float32, also under bfloat16 autocast
 
     def gaussian(self, feat: th.Tensor) -> TanhGaussian:
-        mean, std = self.net(feat).chunk(2, -1)
+        mean, std = self.net(feat).float().chunk(2, -1)
         mean = self.mean_scale * th.tanh(mean / self.mean_scale)
         std = nn.functional.softplus(std + self._raw_init_std) + self.min_std
         return TanhGaussian(mean, std)
@@ -174,7 +174,9 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[t
         which the heads' first layers read by gathering.
     """
     if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
-        feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter)
+        device = start.deter.device.type  # under autocast the states are stored in its dtype
+        dtype = th.get_autocast_dtype(device) if th.is_autocast_enabled(device) else None
+        feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter, dtype)
         index = start.deter.new_empty(horizon + 1, start.deter.shape[0], rssm.stoch_size, dtype=th.long)
         feats[0] = start.feat
         index[0] = rssm.one_hot_index(start.stoch)

@@ -97,7 +97,7 @@ class _GatheredLinearFunction(th.autograd.Function):
     def backward(ctx, grad):  # type: ignore[override]
         (dense,) = ctx.saved_tensors
         grad = grad.reshape(-1, grad.shape[-1])
-        grad_weight = grad.t() @ dense.reshape(-1, dense.shape[-1])
+        grad_weight = grad.t() @ dense.reshape(-1, dense.shape[-1]).to(grad.dtype)
         return grad_weight, grad.sum(0) if ctx.has_bias else None, None, None, None, None, None
 
 
@@ -108,9 +108,13 @@ class InputLinear(nn.Linear):
         if isinstance(x, th.Tensor):
             return super().forward(x)
         lo, hi = x.offset, x.offset + x.width
+        weight, bias = self.weight, self.bias
+        if th.is_autocast_enabled(weight.device.type):  # gather from weights in the autocast dtype
+            dtype = th.get_autocast_dtype(weight.device.type)
+            weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         if x.dense is not None and th.is_grad_enabled() and self.weight.requires_grad:
-            return _GatheredLinearFunction.apply(self.weight, self.bias, x.dense, x.rest, x.index, lo, hi)
-        return _gathered_linear(self.weight, self.bias, x.rest, x.index, lo, hi)
+            return _GatheredLinearFunction.apply(weight, bias, x.dense, x.rest, x.index, lo, hi)
+        return _gathered_linear(weight, bias, x.rest, x.index, lo, hi)
 
 
 def dense(in_dim: int, out_dim: int, style: NetStyle = V2_STYLE) -> list[nn.Module]:
@@ -154,7 +158,7 @@ class ScalarHead(nn.Module):
 
     def forward(self, feat: th.Tensor) -> th.Tensor:
         """Raw outputs: the mean (Gaussian, shape ``(...)``) or the bin logits (``(..., bins)``)."""
-        out = self.net(feat)
+        out = self.net(feat).float()  # distributions in float32, also under bfloat16 autocast
         return out if self.bins else out.squeeze(-1)
 
     def mean(self, out: th.Tensor) -> th.Tensor:
@@ -429,7 +433,7 @@ class ObservationDecoder(nn.Module):
         params = self(feat)
         total = th.zeros((), device=feat.device)
         for part in self.parts:
-            pred, target = params[part.key], targets[part.key]
+            pred, target = params[part.key].float(), targets[part.key]
             elementwise = bernoulli_nll(pred, target) if part.dtype == "bool" else unit_gaussian_nll(pred, target)
             dims = tuple(range(-len(part.shape), 0)) if part.is_image else (-1,)
             total = total + elementwise.sum(dims)

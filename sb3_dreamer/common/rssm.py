@@ -95,11 +95,12 @@ class RSSM(nn.Module):
 
     def prior(self, deter: th.Tensor) -> th.Tensor:
         """Logits of p(z^_t | h_t), shaped (..., stoch_size, classes)."""
-        return unimix_logits(self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
+        logits = self.prior_net(deter).float()  # distributions in float32, also under bfloat16 autocast
+        return unimix_logits(logits.unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
 
     def posterior(self, deter: th.Tensor, embed: th.Tensor) -> th.Tensor:
         """Logits of q(z_t | h_t, x_t), shaped (..., stoch_size, classes)."""
-        logits = self.post_net(th.cat([deter, embed], -1)).unflatten(-1, (self.stoch_size, self.classes))
+        logits = self.post_net(th.cat([deter, embed], -1)).float().unflatten(-1, (self.stoch_size, self.classes))
         return unimix_logits(logits, self.unimix)
 
     def learned_start(self) -> tuple[th.Tensor, th.Tensor] | None:
@@ -143,14 +144,14 @@ class RSSM(nn.Module):
         prior_logits = self.prior(deter)
         return RSSMState(deter, self._draw(prior_logits, sample).flatten(-2), prior_logits)
 
-    def feature_buffer(self, steps: int, batch: int, like: th.Tensor) -> th.Tensor:
+    def feature_buffer(self, steps: int, batch: int, like: th.Tensor, dtype: th.dtype | None = None) -> th.Tensor:
         """An uninitialised ``(steps, batch, feat_dim)`` buffer for imagination's states, reused by
         every call with the same shape: its contents last until the next call. A fresh buffer of
         this size (tens of MB) costs a page fault per 4 KiB on every update; reusing it costs none."""
-        shape = (steps, batch, self.feat_dim)
+        shape, dtype = (steps, batch, self.feat_dim), dtype or like.dtype
         buf = self._workspace
-        if buf is None or buf.shape != shape or buf.device != like.device or buf.dtype != like.dtype:
-            buf = self._workspace = like.new_empty(shape)
+        if buf is None or buf.shape != shape or buf.device != like.device or buf.dtype != dtype:
+            buf = self._workspace = like.new_empty(shape, dtype=dtype)
         return buf
 
     def _flat_index(self, classes: th.Tensor) -> th.Tensor:
@@ -169,15 +170,16 @@ class RSSM(nn.Module):
         writes ``[h_t, z^_t]`` into ``out`` (``(N, feat_dim)``, a row of imagination's feature buffer),
         so no per-step concatenation or stacking is needed.
 
-        :return: ``(h_t, index of z^_t)``, the first a view of ``out``
+        :return: ``(h_t, index of z^_t)``; ``h_t`` keeps its own dtype (float32) when ``out`` is bfloat16
         """
         deter = self.gru(self.img_in(OneHotInput(None, action, index, 0, self.stoch_dim)), deter)
-        probs = unimix_probs(self.prior_net(deter).unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
+        logits = self.prior_net(deter).float().unflatten(-1, (self.stoch_size, self.classes))
+        probs = unimix_probs(logits, self.unimix)
         out[:, : self.deter_size] = deter
         index = sample_index(probs)
         stoch = out[:, self.deter_size :].unflatten(-1, (self.stoch_size, self.classes))
         one_hot(index, self.classes, out.dtype, stoch)
-        return out[:, : self.deter_size], self._flat_index(index)
+        return deter, self._flat_index(index)
 
     def observe(
         self, embed: th.Tensor, prev_action: th.Tensor, is_first: th.Tensor, state: RSSMState | None = None

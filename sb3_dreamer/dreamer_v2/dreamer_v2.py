@@ -72,6 +72,10 @@ class DreamerV2(Dreamer):
     :param verbose: 0 silent, 1 training info, 2 debug
     :param seed: Seed of python, numpy, torch and the env
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param precision: ``"fp32"``, or ``"bf16-mixed"``: the training forward passes under bfloat16
+        autocast, with float32 weights, gradients, optimizer state and distributions
+        (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
+        bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32
     :param _init_setup_model: Whether to build the networks at construction
 
     Deviations from the paper, each deliberate:
@@ -140,6 +144,7 @@ class DreamerV2(Dreamer):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        precision: str = "fp32",
         _init_setup_model: bool = True,
     ) -> None:
         self.kl_scale = kl_scale
@@ -150,7 +155,7 @@ class DreamerV2(Dreamer):
             batch_size, sequence_length, imagination_horizon, gamma, return_lambda, train_freq, gradient_steps,
             train_ratio, discount_scale, reward_scale, entropy_coef, actor_grad_mix, target_update_interval, tau,
             max_grad_norm, world_model_max_grad_norm, replay_buffer_class, replay_buffer_kwargs, policy_kwargs,
-            stats_window_size, tensorboard_log, verbose, seed, device, _init_setup_model,
+            stats_window_size, tensorboard_log, verbose, seed, device, precision, _init_setup_model,
         )  # fmt: skip
 
     def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:

@@ -87,6 +87,10 @@ class DreamerV3(Dreamer):
     :param verbose: 0 silent, 1 training info, 2 debug
     :param seed: Seed of python, numpy, torch and the env
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param precision: ``"fp32"``, or ``"bf16-mixed"``: the training forward passes under bfloat16
+        autocast, with float32 weights, gradients, optimizer state and distributions
+        (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
+        bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32
     :param _init_setup_model: Whether to build the networks at construction
 
     Deviations from the paper, each deliberate (the first four shared with our DreamerV2):
@@ -149,6 +153,7 @@ class DreamerV3(Dreamer):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        precision: str = "fp32",
         _init_setup_model: bool = True,
     ) -> None:
         if model_size not in SIZES:
@@ -173,7 +178,7 @@ class DreamerV3(Dreamer):
             world_model_max_grad_norm=world_model_max_grad_norm, replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs, policy_kwargs=policy_kwargs,
             stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose, seed=seed,
-            device=device, _init_setup_model=_init_setup_model,
+            device=device, precision=precision, _init_setup_model=_init_setup_model,
         )  # fmt: skip
 
     def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
