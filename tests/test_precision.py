@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from sb3_dreamer import DreamerV3
 from sb3_dreamer.common.behavior import imagine
-from sb3_dreamer.common.networks import InputLinear, OneHotInput
+from sb3_dreamer.common.networks import InputLinear, OneHotInput, ScalarHead
 from sb3_dreamer.common.rssm import RSSMState
 
 BF16 = th.autocast("cpu", dtype=th.bfloat16)
@@ -42,6 +42,17 @@ def test_input_linear_under_autocast_matches_the_dense_layer():
     for gathered_grad, dense_grad in zip(*grads, strict=True):
         assert gathered_grad.dtype == th.float32
         assert th.allclose(gathered_grad, dense_grad, rtol=2e-2, atol=5e-2)
+
+
+def test_two_hot_mean_is_float32_under_autocast():
+    """The expected value ``symexp(softmax(out) @ bins)`` is not rounded to bfloat16 by autocast."""
+    th.manual_seed(0)
+    head = ScalarHead(8, 1, 16, bins=255)
+    out = 3.0 * th.randn(64, 255)
+    with BF16:
+        mean = head.mean(out)
+    assert mean.dtype == th.float32
+    assert th.allclose(mean, head.mean(out), rtol=1e-6, atol=1e-6)
 
 
 def _model(precision: str, seed: int = 0) -> DreamerV3:

@@ -165,7 +165,8 @@ class ScalarHead(nn.Module):
         """The expected value from :meth:`forward`'s output."""
         if not self.bins:
             return out
-        return symexp(out.softmax(-1) @ self.support)
+        with th.autocast(out.device.type, enabled=False):  # float32: autocast would run this product in bfloat16
+            return symexp(out.softmax(-1) @ self.support)
 
     def predict(self, feat: th.Tensor) -> th.Tensor:
         return self.mean(self(feat))

@@ -90,7 +90,8 @@ class DreamerV3(Dreamer):
     :param precision: ``"fp32"``, or ``"bf16-mixed"``: the training forward passes under bfloat16
         autocast, with float32 weights, gradients, optimizer state and distributions
         (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
-        bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32
+        bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32.
+        Opt-in: float16 mixed precision broke DreamerV2 on Enduro (danijar/dreamerv2#30)
     :param _init_setup_model: Whether to build the networks at construction
 
     Deviations from the paper, each deliberate (the first four shared with our DreamerV2):
