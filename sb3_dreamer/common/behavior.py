@@ -29,7 +29,7 @@ from sb3_dreamer.common.distributions import (
     straight_through,
     unimix_logits,
 )
-from sb3_dreamer.common.networks import V2_STYLE, NetStyle, OneHotInput, ScalarHead, mlp
+from sb3_dreamer.common.networks import V2_STYLE, NetStyle, OneHotInput, ScalarHead, autocast_dtype, mlp
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -174,8 +174,7 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[t
         which the heads' first layers read by gathering.
     """
     if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
-        device = start.deter.device.type  # under autocast the states are stored in its dtype
-        dtype = th.get_autocast_dtype(device) if th.is_autocast_enabled(device) else None
+        dtype = autocast_dtype(start.deter.device.type)  # under autocast the states are stored in its dtype
         feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter, dtype)
         index = start.deter.new_empty(horizon + 1, start.deter.shape[0], rssm.stoch_size, dtype=th.long)
         feats[0] = start.feat

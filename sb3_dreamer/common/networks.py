@@ -46,6 +46,11 @@ V2_STYLE = NetStyle()
 V3_STYLE = NetStyle(nn.SiLU, layer_norm=True, symlog_inputs=True)
 
 
+def autocast_dtype(device_type: str) -> th.dtype | None:
+    """The dtype ``torch.autocast`` computes in on ``device_type`` now, or ``None`` outside autocast."""
+    return th.get_autocast_dtype(device_type) if th.is_autocast_enabled(device_type) else None
+
+
 class OneHotInput:
     """A batch of layer inputs ``x`` of which the block ``x[..., offset : offset + width]`` is one-hot
     vectors: the model states ``[h_t, z_t]`` of imagination (``offset`` = deter size) or the
@@ -109,8 +114,8 @@ class InputLinear(nn.Linear):
             return super().forward(x)
         lo, hi = x.offset, x.offset + x.width
         weight, bias = self.weight, self.bias
-        if th.is_autocast_enabled(weight.device.type):  # gather from weights in the autocast dtype
-            dtype = th.get_autocast_dtype(weight.device.type)
+        dtype = autocast_dtype(weight.device.type)
+        if dtype is not None:  # gather from weights in the autocast dtype
             weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         if x.dense is not None and th.is_grad_enabled() and self.weight.requires_grad:
             return _GatheredLinearFunction.apply(weight, bias, x.dense, x.rest, x.index, lo, hi)

@@ -93,10 +93,13 @@ class RSSM(nn.Module):
         """h_t = f(h_{t-1}, z_{t-1}, a_{t-1})."""
         return self.gru(self.img_in(th.cat([stoch, action], -1)), deter)
 
+    def _prior_net_logits(self, deter: th.Tensor) -> th.Tensor:
+        """The prior network's logits before the uniform mix, in float32 also under bfloat16 autocast."""
+        return self.prior_net(deter).float().unflatten(-1, (self.stoch_size, self.classes))
+
     def prior(self, deter: th.Tensor) -> th.Tensor:
         """Logits of p(z^_t | h_t), shaped (..., stoch_size, classes)."""
-        logits = self.prior_net(deter).float()  # distributions in float32, also under bfloat16 autocast
-        return unimix_logits(logits.unflatten(-1, (self.stoch_size, self.classes)), self.unimix)
+        return unimix_logits(self._prior_net_logits(deter), self.unimix)
 
     def posterior(self, deter: th.Tensor, embed: th.Tensor) -> th.Tensor:
         """Logits of q(z_t | h_t, x_t), shaped (..., stoch_size, classes)."""
@@ -173,8 +176,7 @@ class RSSM(nn.Module):
         :return: ``(h_t, index of z^_t)``; ``h_t`` keeps its own dtype (float32) when ``out`` is bfloat16
         """
         deter = self.gru(self.img_in(OneHotInput(None, action, index, 0, self.stoch_dim)), deter)
-        logits = self.prior_net(deter).float().unflatten(-1, (self.stoch_size, self.classes))
-        probs = unimix_probs(logits, self.unimix)
+        probs = unimix_probs(self._prior_net_logits(deter), self.unimix)
         out[:, : self.deter_size] = deter
         index = sample_index(probs)
         stoch = out[:, self.deter_size :].unflatten(-1, (self.stoch_size, self.classes))

@@ -100,10 +100,14 @@ class WorldModel(nn.Module):
         """Mean of the predicted reward for arriving in the state ``feat``."""
         return self.reward_head.predict(feat)
 
+    def continue_logits(self, feat: th.Tensor) -> th.Tensor:
+        """Bernoulli logit of "the state ``feat`` is not terminal", in float32 (also under autocast)."""
+        return self.discount_head(feat).squeeze(-1).float()
+
     def continue_prob(self, feat: th.Tensor, mode: bool = False) -> th.Tensor:
         """Predicted probability that the state ``feat`` is not terminal, or with ``mode`` its
         rounding to 0/1 (the Bernoulli's mode, as DreamerV3 uses in imagination)."""
-        logits = self.discount_head(feat).squeeze(-1).float()
+        logits = self.continue_logits(feat)
         return (logits > 0).to(logits.dtype) if mode else th.sigmoid(logits)
 
     def loss(
@@ -124,8 +128,7 @@ class WorldModel(nn.Module):
         reconstruction_loss = self.decoder.nll(feat, inputs).mean()  # -ln p(x_t | h_t, z_t)
         reward_loss = self.reward_head.nll(self.reward_head(feat), batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
         # -ln p(gamma_t | h_t, z_t): Bernoulli on "x_t is not terminal"; truncation keeps target 1
-        discount_logits = self.discount_head(feat).squeeze(-1).float()
-        discount_loss = bernoulli_nll(discount_logits, 1.0 - batch.is_terminal).mean()
+        discount_loss = bernoulli_nll(self.continue_logits(feat), 1.0 - batch.is_terminal).mean()
         kl_term, kl_value = kl_loss(post.logits, prior_logits)
         loss = reconstruction_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_term
         metrics = {
