@@ -186,6 +186,8 @@ class DreamerPolicy(BasePolicy):
         th._foreach_lerp_(target, list(self.critic.parameters()), tau)
 
     def set_training_mode(self, mode: bool) -> None:
+        if mode == self.training == self.world_model.training == self.actor.training == self.critic.training:
+            return  # Module.train walks every submodule: a cost on each acting step
         self.world_model.train(mode)
         self.actor.train(mode)
         self.critic.train(mode)

@@ -136,7 +136,8 @@ class RSSM(nn.Module):
     ) -> RSSMState:
         """One filtering step while acting: reset at episode starts, advance ``h``, draw ``z_t``
         from the posterior (its mode when ``sample`` is False)."""
-        state, action = self.reset(state, action, is_first)
+        if bool(is_first.any()):  # acting: most steps start no episode, and then the reset is the identity
+            state, action = self.reset(state, action, is_first)
         deter = self.recurrent(state.deter, state.stoch, action)
         post_logits = self.posterior(deter, embed)
         return RSSMState(deter, self._draw(post_logits, sample).flatten(-2), post_logits)
