@@ -77,9 +77,10 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "v3-S": ("dreamerv3", "S"),
     "v3-M": ("dreamerv3", "M"),
 }
-#: sheeprl's preset at the same widths, and its sequence length
+#: sheeprl's preset at the same widths, and its sequence length (its DreamerV2 predicts no discount
+#: unless asked: the paper's and ours does, so both compute the same networks)
 SHEEPRL_PRESETS: dict[str, tuple[list[str], int]] = {
-    "v2-atari": (["exp=dreamer_v2", "algo.per_rank_pretrain_steps=0"], 50),
+    "v2-atari": (["exp=dreamer_v2", "algo.per_rank_pretrain_steps=0", "algo.world_model.use_continues=True"], 50),
     "v3-XS": (["exp=dreamer_v3", "algo=dreamer_v3_XS"], 64),
     "v3-S": (["exp=dreamer_v3", "algo=dreamer_v3_S"], 64),
 }

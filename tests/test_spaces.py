@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from conftest import TINY, fast
+from conftest import FAST, TINY, fast
 from envs import BadValueEnv, SpaceEnv
 from gymnasium import spaces
 
@@ -88,6 +88,40 @@ def test_cnn_follows_the_papers_on_64x64_and_adds_a_stem_below_16_pixels():
     convs = [m for m in small.net if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(8, (3, 3), (1, 1)), (16, (4, 4), (2, 2))]
     assert ConvDecoder(20, small, 4)(th.randn(2, 20)).shape == (2, 4, 10, 10)
+
+
+def test_dreamerv2_uses_the_papers_valid_cnn_on_64x64_images():
+    """DreamerV1/V2's 64x64 CNN: valid 4x4 stride-2 stages to 2x2, a decoder from a 1x1 map with
+    5, 5, 6, 6 transposed kernels (danijar/dreamerv2 ``ConvEncoder``/``ConvDecoder``)."""
+    from torch import nn
+
+    from sb3_dreamer import DreamerPolicy, DreamerV3
+    from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
+
+    encoder = ConvEncoder(3, 64, 64, depth=8, padding="valid")
+    assert encoder.sizes == [(64, 64), (31, 31), (14, 14), (6, 6), (2, 2)]
+    assert [c.padding for c in encoder.net if isinstance(c, nn.Conv2d)] == [(0, 0)] * 4
+    assert encoder.out_dim == 64 * 2 * 2 == 32 * 8
+    decoder = ConvDecoder(20, encoder, 3)
+    deconvs = [m for m in decoder.net if isinstance(m, nn.ConvTranspose2d)]
+    assert [(d.in_channels, d.out_channels, d.kernel_size[0]) for d in deconvs] == [
+        (256, 32, 5),
+        (32, 16, 5),
+        (16, 8, 6),
+        (8, 3, 6),
+    ]
+    assert not isinstance(decoder.net[0], nn.ELU)  # no activation on the 1x1 map (danijar: Dense, reshape)
+    assert decoder(th.randn(2, 20)).shape == (2, 3, 64, 64)
+    assert not ConvEncoder(3, 48, 64, depth=8, padding="valid").valid  # the papers define 64x64 only
+    with pytest.raises(ValueError, match="cnn_padding"):
+        ConvEncoder(3, 64, 64, depth=8, padding="full")
+
+    rgb = SpaceEnv(spaces.Box(0, 255, (64, 64, 3), np.uint8), spaces.Discrete(2))
+    assert DreamerV2(rgb, policy_kwargs=TINY, **FAST).policy.world_model.encoder.cnns["obs"].valid
+    assert not DreamerV3(rgb, policy_kwargs=TINY, **fast(DreamerV3)).policy.world_model.encoder.cnns["obs"].valid
+    # files saved before the option existed have no "cnn_padding": the policy's default is their layout
+    policy = DreamerPolicy(rgb.observation_space, rgb.action_space, lambda _: 1e-4, **TINY)
+    assert not policy.world_model.encoder.cnns["obs"].valid
 
 
 def test_uint8_hwc_env_with_channels_last_flag_trains(algo):

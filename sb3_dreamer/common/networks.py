@@ -321,18 +321,38 @@ def conv_block(conv: nn.Module, channels: int, style: NetStyle) -> list[nn.Modul
 STEM_BELOW = 16
 
 
+#: Padding of the CNNs: "same" (DreamerV3; any image size) or "valid" (DreamerV1/V2's 64x64 layout).
+CNN_PADDINGS = ("same", "valid")
+#: The image size DreamerV1/V2's "valid" CNN is defined for, and its decoder's kernel sizes.
+PAPER_IMAGE_SIZE = (64, 64)
+PAPER_DECODER_KERNELS = (5, 5, 6, 6)
+
+
 class ConvEncoder(nn.Module):
     """4x4 stride-2 convolutions (at most four) while the short side is 8 pixels or more, with
-    ``depth x [1, 2, 4, 8]`` channels and "same" padding (the DreamerV3 paper: 64x64 -> 4x4x8 depth;
-    the DreamerV2 paper pads "valid", to 2x2).
+    ``depth x [1, 2, 4, 8]`` channels.
 
-    Images with a short side under 16 pixels (MinAtar's 10x10) would get at most one such stage,
-    so a 3x3 stride-1 stem convolution of ``depth`` channels reads them first and the stages then
-    double it (10x10: stem, then one stage to 5x5x2 depth)."""
+    ``padding="same"`` (DreamerV3, any size): 64x64 -> 32 -> 16 -> 8 -> 4x4x8 depth. Images with a
+    short side under 16 pixels (MinAtar's 10x10) would get at most one such stage, so a 3x3
+    stride-1 stem convolution of ``depth`` channels reads them first and the stages then double it
+    (10x10: stem, then one stage to 5x5x2 depth).
 
-    def __init__(self, channels: int, height: int, width: int, depth: int, style: NetStyle = V2_STYLE) -> None:
+    ``padding="valid"`` on a 64x64 image: DreamerV1/V2's CNN, 64 -> 31 -> 14 -> 6 -> 2x2x8 depth
+    (the papers define no other size; others get the "same" layout)."""
+
+    def __init__(
+        self, channels: int, height: int, width: int, depth: int, style: NetStyle = V2_STYLE, padding: str = "same"
+    ) -> None:
         super().__init__()
-        self.sizes = _stages(height, width)
+        if padding not in CNN_PADDINGS:
+            raise ValueError(f"cnn_padding must be one of {CNN_PADDINGS}, got {padding!r}.")
+        self.valid = padding == "valid" and (height, width) == PAPER_IMAGE_SIZE
+        self.sizes = [(height, width)]
+        if self.valid:
+            while len(self.sizes) <= 4:
+                self.sizes.append(((self.sizes[-1][0] - 4) // 2 + 1, (self.sizes[-1][1] - 4) // 2 + 1))
+        else:
+            self.sizes = _stages(height, width)
         self.stem = min(height, width) < STEM_BELOW
         if self.stem:  # channels at each resolution, the input's included
             self.channels = [depth * min(2**i, 8) for i in range(len(self.sizes))]
@@ -341,7 +361,7 @@ class ConvEncoder(nn.Module):
             self.channels = [channels] + [depth * 2**i for i in range(len(self.sizes) - 1)]
             layers = []
         for c_in, c_out in zip(self.channels[:-1], self.channels[1:], strict=False):
-            layers += conv_block(nn.Conv2d(c_in, c_out, 4, 2, 1), c_out, style)
+            layers += conv_block(nn.Conv2d(c_in, c_out, 4, 2, 0 if self.valid else 1), c_out, style)
         self.net = nn.Sequential(*layers)
         self.out_dim = self.channels[-1] * self.sizes[-1][0] * self.sizes[-1][1]
 
@@ -352,23 +372,35 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: features -> ``(C, H, W)`` image parameters (the last
-    transposed convolution outputs them, or the stem's mirror, a 3x3 convolution)."""
+    transposed convolution outputs them, or the stem's mirror, a 3x3 convolution).
+
+    After a "valid" encoder, DreamerV1/V2's decoder: a linear layer to a 1x1 map of ``32 depth``
+    channels (no activation), then 5, 5, 6, 6 transposed-kernel stages, 1 -> 5 -> 13 -> 30 -> 64."""
 
     def __init__(self, in_dim: int, encoder: ConvEncoder, out_channels: int, style: NetStyle = V2_STYLE) -> None:
         super().__init__()
         sizes, chans = encoder.sizes, encoder.channels
-        self.start = (chans[-1], *sizes[-1])
+        layers: list[nn.Module] = []
+        if encoder.valid:
+            self.start = (encoder.out_dim, 1, 1)
+            stages = [encoder.out_dim, *chans[-2:0:-1], out_channels]
+            for i, kernel in enumerate(PAPER_DECODER_KERNELS):
+                deconv = nn.ConvTranspose2d(stages[i], stages[i + 1], kernel, 2)
+                layers += [deconv] if i == len(PAPER_DECODER_KERNELS) - 1 else conv_block(deconv, stages[i + 1], style)
+        else:
+            self.start = (chans[-1], *sizes[-1])
+            layers += [ChannelNorm(chans[-1], eps=1e-3)] if style.layer_norm else []
+            layers.append(style.activation_fn())
+            for i in range(len(sizes) - 1, 0, -1):
+                (h_out, w_out), (h_in, w_in) = sizes[i - 1], sizes[i]
+                pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: restores odd sizes exactly
+                last = i == 1 and not encoder.stem
+                out = out_channels if last else chans[i - 1]
+                deconv = nn.ConvTranspose2d(chans[i], out, 4, 2, 1, output_padding=pad)
+                layers += [deconv] if last else conv_block(deconv, chans[i - 1], style)
+            if encoder.stem:
+                layers.append(nn.Conv2d(chans[0], out_channels, 3, 1, 1))
         self.linear = nn.Linear(in_dim, int(np.prod(self.start)))
-        layers: list[nn.Module] = [ChannelNorm(chans[-1], eps=1e-3)] if style.layer_norm else []
-        layers.append(style.activation_fn())
-        for i in range(len(sizes) - 1, 0, -1):
-            (h_out, w_out), (h_in, w_in) = sizes[i - 1], sizes[i]
-            pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: restores odd sizes exactly
-            last = i == 1 and not encoder.stem
-            deconv = nn.ConvTranspose2d(chans[i], out_channels if last else chans[i - 1], 4, 2, 1, output_padding=pad)
-            layers += [deconv] if last else conv_block(deconv, chans[i - 1], style)
-        if encoder.stem:
-            layers.append(nn.Conv2d(chans[0], out_channels, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, feat: th.Tensor) -> th.Tensor:
@@ -382,12 +414,18 @@ class ObservationEncoder(nn.Module):
     """Embeds a (possibly Dict) observation: one CNN per image entry, one MLP over all vectors."""
 
     def __init__(
-        self, parts: list[ObsPart], cnn_depth: int, mlp_layers: int, mlp_units: int, style: NetStyle = V2_STYLE
+        self,
+        parts: list[ObsPart],
+        cnn_depth: int,
+        mlp_layers: int,
+        mlp_units: int,
+        style: NetStyle = V2_STYLE,
+        cnn_padding: str = "same",
     ) -> None:
         super().__init__()
         self.parts, self.style = parts, style
         self.cnns = nn.ModuleDict(
-            {p.key: ConvEncoder(*p.shape, depth=cnn_depth, style=style) for p in parts if p.is_image}
+            {p.key: ConvEncoder(*p.shape, cnn_depth, style, cnn_padding) for p in parts if p.is_image}
         )
         self.vector_keys = [p.key for p in parts if not p.is_image]
         vec_dim = sum(p.size for p in parts if not p.is_image)

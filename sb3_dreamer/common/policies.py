@@ -54,6 +54,9 @@ class DreamerPolicy(BasePolicy):
     :param mlp_layers: Hidden layers of every MLP (vector encoder/decoder, heads, actor, critic)
     :param mlp_units: Width of every MLP
     :param cnn_depth: Channels of the first convolution (doubled at each stride-2 stage, up to 8x)
+    :param cnn_padding: "same" (DreamerV3's CNN, any image size) or "valid": DreamerV1/V2's CNN for
+        64x64 images (to 2x2, and a decoder from 1x1 with 5, 5, 6, 6 kernels; other sizes get "same").
+        :class:`~sb3_dreamer.DreamerV2` passes "valid".
     :param channels_last: Layout of 3-D non-uint8 image observations; ``None`` infers it (see docs)
     :param activation_fn: Activation of every hidden layer (DreamerV2: ELU; DreamerV3: SiLU)
     :param layer_norm: LayerNorm before every hidden activation (DreamerV3)
@@ -84,6 +87,7 @@ class DreamerPolicy(BasePolicy):
         mlp_layers: int = 3,
         mlp_units: int = 200,
         cnn_depth: int = 32,
+        cnn_padding: str = "same",
         channels_last: bool | None = None,
         activation_fn: type[nn.Module] = nn.ELU,
         layer_norm: bool = False,
@@ -117,6 +121,7 @@ class DreamerPolicy(BasePolicy):
             mlp_layers=mlp_layers,
             mlp_units=mlp_units,
             cnn_depth=cnn_depth,
+            cnn_padding=cnn_padding,
         )
         self.channels_last = channels_last
         self.style = NetStyle(activation_fn, layer_norm, symlog_inputs)

@@ -46,6 +46,8 @@ class WorldModel(nn.Module):
     :param unimix: Uniform mix of the RSSM's categoricals (DreamerV3: 0.01)
     :param bins: Reward head: 0 = unit Gaussian (DreamerV2), N = two-hot over N symlog bins (DreamerV3)
     :param learned_initial: The RSSM starts episodes from a learned state (DreamerV3)
+    :param cnn_padding: "same" or "valid" (DreamerV1/V2's 64x64 CNN), see
+        :class:`~sb3_dreamer.common.networks.ConvEncoder`
     """
 
     def __init__(
@@ -63,10 +65,11 @@ class WorldModel(nn.Module):
         unimix: float = 0.0,
         bins: int = 0,
         learned_initial: bool = False,
+        cnn_padding: str = "same",
     ) -> None:
         super().__init__()
         self.parts, self.style = parts, style
-        self.encoder = ObservationEncoder(parts, cnn_depth, mlp_layers, mlp_units, style)
+        self.encoder = ObservationEncoder(parts, cnn_depth, mlp_layers, mlp_units, style, cnn_padding)
         self.rssm = RSSM(
             self.encoder.out_dim,
             action_dim,

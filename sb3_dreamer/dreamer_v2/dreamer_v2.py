@@ -64,7 +64,8 @@ class DreamerV2(Dreamer):
         ``deter_size`` 200 (MinAtar; paper 600), ``hidden_size`` 200 (MinAtar; paper 600),
         ``stoch_size`` 32 and ``classes`` 32 (paper; MinAtar 20 x 20), ``mlp_layers`` 3
         (MinAtar; paper 4), ``mlp_units`` 200 (MinAtar 100, paper 400), ``cnn_depth`` 32
-        (MinAtar 16, paper 48), ``channels_last`` (``None`` = inferred), ``weight_decay`` 1e-6
+        (MinAtar 16, paper 48), ``cnn_padding`` "valid" (the paper's CNN on 64x64 images),
+        ``channels_last`` (``None`` = inferred), ``weight_decay`` 1e-6
         per step, decoupled from the learning rate (paper code), ``optimizer_class`` Adam with
         ``eps`` 1e-5 (paper)
     :param stats_window_size: Episodes averaged in ``rollout/`` logs
@@ -151,6 +152,7 @@ class DreamerV2(Dreamer):
         self.kl_scale = kl_scale
         self.kl_balance = kl_balance
         self.free_nats = free_nats
+        policy_kwargs = {"cnn_padding": "valid", **(policy_kwargs or {})}  # the paper's 64x64 CNN
         super().__init__(
             env, policy, learning_rate, actor_learning_rate, critic_learning_rate, buffer_size, learning_starts,
             batch_size, sequence_length, imagination_horizon, gamma, return_lambda, train_freq, gradient_steps,
