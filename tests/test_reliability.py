@@ -205,12 +205,15 @@ def _nan_part(model, monkeypatch, part):
 
         monkeypatch.setattr(model.policy.world_model, "loss", nan_loss)
     else:
-        log_prob_entropy = model.policy.actor.log_prob_entropy
+        from sb3_dreamer.common import algorithm
 
-        def nan_log_prob(*args):
-            return tuple(x * float("nan") for x in log_prob_entropy(*args))
+        behavior_losses = algorithm.behavior_losses
 
-        monkeypatch.setattr(model.policy.actor, "log_prob_entropy", nan_log_prob)
+        def nan_actor_loss(*args, **kwargs):
+            actor_loss, critic_loss, metrics = behavior_losses(*args, **kwargs)
+            return actor_loss * float("nan"), critic_loss, metrics
+
+        monkeypatch.setattr(algorithm, "behavior_losses", nan_actor_loss)
 
 
 @pytest.mark.parametrize("part", ["world-model", "actor"])
