@@ -205,15 +205,12 @@ def _nan_part(model, monkeypatch, part):
 
         monkeypatch.setattr(model.policy.world_model, "loss", nan_loss)
     else:
-        from sb3_dreamer.common import algorithm
+        log_prob_entropy = model.policy.actor.log_prob_entropy
 
-        behavior_losses = algorithm.behavior_losses
+        def nan_log_prob(*args):
+            return tuple(x * float("nan") for x in log_prob_entropy(*args))
 
-        def nan_actor_loss(*args, **kwargs):
-            actor_loss, critic_loss, metrics = behavior_losses(*args, **kwargs)
-            return actor_loss * float("nan"), critic_loss, metrics
-
-        monkeypatch.setattr(algorithm, "behavior_losses", nan_actor_loss)
+        monkeypatch.setattr(model.policy.actor, "log_prob_entropy", nan_log_prob)
 
 
 @pytest.mark.parametrize("part", ["world-model", "actor"])

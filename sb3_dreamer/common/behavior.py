@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import torch as th
 from torch import nn
@@ -166,19 +165,13 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-class Imagination(NamedTuple):
-    features: th.Tensor | OneHotInput  # s_0..s_H, (H+1, N, F)
-    raw_actions: th.Tensor  # a_t taken in s_t, t = 0..H-1, (H, N, A), in the format of Actor.sample
-    logits: th.Tensor | None  # the Discrete actor's logits in s_0..s_{H-1}, (H, N, A), if asked for
-
-
-def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int, actor_grad: bool = False) -> Imagination:
+def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[th.Tensor | OneHotInput, th.Tensor]:
     """Roll the prior forward ``horizon`` steps from ``start`` (flat ``(N, ...)``), acting with ``actor``.
 
-    Without autograd, the features are a :class:`OneHotInput` over :meth:`RSSM.feature_buffer`
-    (valid until the next imagination), which the heads' first layers read by gathering. There,
-    ``actor_grad`` (Discrete actors) runs the actor alone with autograd and returns its logits:
-    REINFORCE's log-probabilities and entropy then need no second pass over the same states.
+    :return: (features ``(H+1, N, F)`` of s_0..s_H, raw actions ``(H, N, A)`` with a_t taken in
+        s_t, in the format of :meth:`Actor.sample`). Without autograd, the features are a
+        :class:`OneHotInput` over :meth:`RSSM.feature_buffer` (valid until the next imagination),
+        which the heads' first layers read by gathering.
     """
     if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
         dtype = autocast_dtype(start.deter.device.type)  # under autocast the states are stored in its dtype
@@ -187,20 +180,12 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int, actor_grad
         feats[0] = start.feat
         index[0] = rssm.one_hot_index(start.stoch)
         states = OneHotInput(feats, feats[..., : rssm.deter_size], index, rssm.deter_size, rssm.stoch_dim)
-        keep_logits = actor_grad and actor.discrete
-        deter, raws, logits = start.deter, [], []
+        deter, raws = start.deter, []
         for t in range(horizon):
-            if keep_logits:
-                with th.enable_grad():
-                    logits.append(actor.logits(states[t]))
-                action = raw = sample_one_hot(logits[-1])  # (what Actor.sample draws without autograd)
-            else:
-                action, raw = actor.sample(states[t])
+            action, raw = actor.sample(states[t])
             deter, index[t + 1] = rssm.img_step_into(feats[t + 1], deter, index[t], action)
             raws.append(raw)
-        with th.enable_grad():  # (a stack without autograd would cut the logits' graph)
-            policy_logits = th.stack(logits, 0) if keep_logits else None
-        return Imagination(states, th.stack(raws, 0), policy_logits)
+        return states, th.stack(raws, 0)
     state = start
     feats, raws = [state.feat], []
     for _ in range(horizon):
@@ -208,7 +193,7 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int, actor_grad
         state = rssm.img_step(state, action)
         feats.append(state.feat)
         raws.append(raw)
-    return Imagination(th.stack(feats, 0), th.stack(raws, 0), None)
+    return th.stack(feats, 0), th.stack(raws, 0)
 
 
 def behavior_losses(
@@ -251,9 +236,8 @@ def behavior_losses(
     # actions), one pass of the critic over s_0..s_H gives the returns' values, the baseline and its
     # own loss's outputs; otherwise the bootstrap network makes one frozen pass for the first two.
     shared_critic = reinforce_only and bootstrap is critic
-    grad = th.is_grad_enabled()
-    with frozen(world_model, critic, target_critic), th.set_grad_enabled(not reinforce_only and grad):
-        feats, raw_actions, policy_logits = imagine(world_model.rssm, actor, start, horizon, actor_grad=grad)
+    with frozen(world_model, critic, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
+        feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
         if not shared_critic:
@@ -268,10 +252,7 @@ def behavior_losses(
         baseline = values[:-1].detach()
         scale = th.ones((), device=returns.device) if return_scale is None else return_scale(returns)
     policy_feats = feats[:-1].detach()
-    if policy_logits is None:
-        log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)
-    else:  # the actor's pass in imagination, with its graph: the same values as a second pass
-        log_prob, entropy = categorical_log_prob(policy_logits, raw_actions), categorical_entropy(policy_logits)
+    log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)
     advantage = ((returns - baseline) / scale).detach()
     # V2 Eq. 6 / V3 Eq. 11: -rho ln p(a_t) sg((V^lambda_t - v(s_t)) / S) - (1 - rho) V^lambda_t / S - eta H[a_t | s_t]
     objective = entropy_coef * entropy

@@ -90,21 +90,17 @@ def _gathered_linear(
 
 class _GatheredLinearFunction(th.autograd.Function):
     """:func:`_gathered_linear` forward; the weight gradient ``grad^T x`` as one dense product with
-    the full inputs (on CPU, faster than the gather's scatter-add backward).
-
-    ``dense`` is kept outside autograd's version check: in imagination it is a row of the feature
-    buffer, whose later rows are written while the actor's graph of this row is alive (each row is
-    written once per imagination, and the buffer is only refilled by the next one)."""
+    the full inputs (on CPU, faster than the gather's scatter-add backward)."""
 
     @staticmethod
     def forward(ctx, weight, bias, dense, rest, index, lo, hi):  # type: ignore[override]
-        ctx.dense = dense
+        ctx.save_for_backward(dense)
         ctx.has_bias = bias is not None
         return _gathered_linear(weight, bias, rest, index, lo, hi)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        dense = ctx.dense
+        (dense,) = ctx.saved_tensors
         grad = grad.reshape(-1, grad.shape[-1])
         grad_weight = grad.t() @ dense.reshape(-1, dense.shape[-1]).to(grad.dtype)
         return grad_weight, grad.sum(0) if ctx.has_bias else None, None, None, None, None, None
