@@ -294,6 +294,14 @@ def preprocess(part: ObsPart, x: th.Tensor, batch_dims: int) -> th.Tensor:
     return x
 
 
+def _valid_stages(h: int, w: int) -> list[tuple[int, int]]:
+    """Spatial sizes after each of four 4x4 stride-2 stages without padding (64 -> 31 -> 14 -> 6 -> 2)."""
+    sizes = [(h, w)]
+    for _ in range(4):
+        sizes.append(((sizes[-1][0] - 4) // 2 + 1, (sizes[-1][1] - 4) // 2 + 1))
+    return sizes
+
+
 def _stages(h: int, w: int) -> list[tuple[int, int]]:
     """Spatial sizes after each stride-2 stage: halve while the short side is 8 or more (at most 4 stages)."""
     sizes = [(h, w)]
@@ -347,12 +355,7 @@ class ConvEncoder(nn.Module):
         if padding not in CNN_PADDINGS:
             raise ValueError(f"cnn_padding must be one of {CNN_PADDINGS}, got {padding!r}.")
         self.valid = padding == "valid" and (height, width) == PAPER_IMAGE_SIZE
-        self.sizes = [(height, width)]
-        if self.valid:
-            while len(self.sizes) <= 4:
-                self.sizes.append(((self.sizes[-1][0] - 4) // 2 + 1, (self.sizes[-1][1] - 4) // 2 + 1))
-        else:
-            self.sizes = _stages(height, width)
+        self.sizes = (_valid_stages if self.valid else _stages)(height, width)
         self.stem = min(height, width) < STEM_BELOW
         if self.stem:  # channels at each resolution, the input's included
             self.channels = [depth * min(2**i, 8) for i in range(len(self.sizes))]
@@ -370,6 +373,20 @@ class ConvEncoder(nn.Module):
         return self.net(x.reshape(-1, *x.shape[-3:])).reshape(*lead, self.out_dim)
 
 
+class PointConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters and state dict) that computes its transposed
+    convolution of a 1x1 map as the matrix product it is: the same sum, without the convolution's
+    overhead (8x faster forward and backward on CPU for DreamerV2's first decoder stage)."""
+
+    def forward(self, x: th.Tensor, output_size: list[int] | None = None) -> th.Tensor:
+        if x.shape[-2:] != (1, 1) or output_size is not None:
+            return super().forward(x, output_size)
+        kh, kw = self.kernel_size
+        bias = None if self.bias is None else self.bias.repeat_interleave(kh * kw)
+        out = nn.functional.linear(x.flatten(1), self.weight.flatten(1).t(), bias)
+        return out.view(-1, self.out_channels, kh, kw)
+
+
 class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: features -> ``(C, H, W)`` image parameters (the last
     transposed convolution outputs them, or the stem's mirror, a 3x3 convolution).
@@ -385,7 +402,7 @@ class ConvDecoder(nn.Module):
             self.start = (encoder.out_dim, 1, 1)
             stages = [encoder.out_dim, *chans[-2:0:-1], out_channels]
             for i, kernel in enumerate(PAPER_DECODER_KERNELS):
-                deconv = nn.ConvTranspose2d(stages[i], stages[i + 1], kernel, 2)
+                deconv = (PointConvTranspose2d if i == 0 else nn.ConvTranspose2d)(stages[i], stages[i + 1], kernel, 2)
                 layers += [deconv] if i == len(PAPER_DECODER_KERNELS) - 1 else conv_block(deconv, stages[i + 1], style)
         else:
             self.start = (chans[-1], *sizes[-1])
@@ -405,16 +422,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feat: th.Tensor) -> th.Tensor:
         lead = feat.shape[:-1]
-        x = self.linear(feat).reshape(-1, *self.start)
-        if self.start[1:] == (1, 1):  # a transposed convolution of a 1x1 map is a matrix product:
-            deconv = self.net[0]  # the same sum, without the convolution's overhead (8x faster on CPU)
-            assert isinstance(deconv, nn.ConvTranspose2d)
-            c_out, (kh, kw) = deconv.out_channels, deconv.kernel_size
-            bias = None if deconv.bias is None else deconv.bias.repeat_interleave(kh * kw)
-            x = nn.functional.linear(x.flatten(1), deconv.weight.flatten(1).t(), bias).view(-1, c_out, kh, kw)
-            x = self.net[1:](x)
-        else:
-            x = self.net(x)
+        x = self.net(self.linear(feat).reshape(-1, *self.start))
         return x.reshape(*lead, *x.shape[1:])
 
 
