@@ -7,8 +7,14 @@ from gymnasium import spaces
 
 from sb3_dreamer.common.behavior import discount_weights, lambda_return
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
-from sb3_dreamer.common.distributions import balanced_kl, categorical_kl, sample_one_hot, straight_through
-from sb3_dreamer.common.networks import InputLinear, OneHotInput
+from sb3_dreamer.common.distributions import (
+    balanced_kl,
+    categorical_kl,
+    sample_one_hot,
+    straight_through,
+    unit_gaussian_nll_sum,
+)
+from sb3_dreamer.common.networks import V2_STYLE, InputLinear, OneHotInput, mlp
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -125,6 +131,44 @@ def test_input_linear_reads_one_hot_inputs_like_the_dense_ones(offset, bias):
     (layer(x) * grad_out).sum().backward()
     for grad, param in zip(grads, layer.parameters(), strict=True):
         assert th.allclose(grad, param.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_image_gaussian_nll_is_half_the_squared_error_summed(layout):
+    """-ln N(x; mu, 1) + const summed over (C, H, W): value and gradients of both arguments
+    against the elementwise formula, in either memory layout of the images."""
+    th.manual_seed(0)
+    mean, target = th.randn(2, 3, 4, 5, 6, dtype=th.float64), th.randn(2, 3, 4, 5, 6, dtype=th.float64)
+    if layout == "channels_last":  # (B, T, C, H, W) with C the fastest axis, as HWC images arrive
+        mean, target = (x.movedim(2, -1).contiguous().movedim(-1, 2) for x in (mean, target))
+    mean.requires_grad_(), target.requires_grad_()
+    grad_out = th.randn(2, 3, dtype=th.float64)
+    nll = unit_gaussian_nll_sum(mean, target, 3)
+    reference = (0.5 * (mean - target) ** 2).sum((-3, -2, -1))
+    assert nll.shape == (2, 3) and th.allclose(nll, reference)
+    grads = th.autograd.grad(nll, (mean, target), grad_out)
+    expected = th.autograd.grad(reference, (mean, target), grad_out)
+    for grad, ref in zip(grads, expected, strict=True):
+        assert th.allclose(grad, ref)
+    assert th.allclose(grads[0], (mean - target).detach() * grad_out[..., None, None, None])
+
+
+def test_in_place_elu_gives_the_gradients_of_the_plain_one():
+    """V2's hidden layers apply ELU in place on the linear output; the parameter gradients equal
+    those of the out-of-place activation."""
+    th.manual_seed(0)
+    net = mlp(6, 2, 3, 8, V2_STYLE)
+    elus = [m for m in net if isinstance(m, th.nn.ELU)]
+    assert len(elus) == 3 and all(m.inplace for m in elus)
+    x = th.randn(5, 6)
+    net(x).square().sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    for m in elus:
+        m.inplace = False
+    net.zero_grad()
+    net(x).square().sum().backward()
+    for grad, param in zip(grads, net.parameters(), strict=True):
+        assert th.allclose(grad, param.grad)
 
 
 @pytest.mark.parametrize("unimix", [0.0, 0.01])

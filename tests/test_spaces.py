@@ -90,6 +90,36 @@ def test_cnn_follows_the_papers_on_64x64_and_adds_a_stem_below_16_pixels():
     assert ConvDecoder(20, small, 4)(th.randn(2, 20)).shape == (2, 4, 10, 10)
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_cnn_activations_are_channels_last_and_match_the_plain_layout(padding):
+    """Every feature map of both CNNs is stored NHWC (oneDNN's layout without reorders); the
+    outputs equal the same layers run on plain NCHW maps."""
+    from torch import nn
+
+    from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
+
+    th.manual_seed(0)
+    encoder = ConvEncoder(3, 64, 64, depth=4, padding=padding)
+    decoder = ConvDecoder(20, encoder, 3)
+    layouts = []
+    for module in [*encoder.net, *decoder.net]:
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.register_forward_hook(
+                lambda _m, _i, out: layouts.append(out.is_contiguous(memory_format=th.channels_last))
+            )
+    images = th.rand(2, 3, 64, 64)  # plain NCHW in
+    feat = th.randn(2, 20)
+    embed, recon = encoder(images), decoder(feat)
+    assert len(layouts) == 8 and all(layouts)
+    with th.no_grad():
+        first = decoder.linear(feat).reshape(2, *decoder.start)
+        if padding == "valid":
+            first = nn.ConvTranspose2d.forward(decoder.net[0], first)
+        plain_recon = decoder.net[1 if padding == "valid" else 0 :](first.contiguous())
+        plain_embed = encoder.net(images).reshape(2, -1)
+    assert th.allclose(embed, plain_embed, atol=1e-5) and th.allclose(recon, plain_recon, atol=1e-5)
+
+
 def test_dreamerv2_uses_the_papers_valid_cnn_on_64x64_images():
     """DreamerV1/V2's 64x64 CNN: valid 4x4 stride-2 stages to 2x2, a decoder from a 1x1 map with
     5, 5, 6, 6 transposed kernels (danijar/dreamerv2 ``ConvEncoder``/``ConvDecoder``)."""

@@ -221,3 +221,29 @@ def bernoulli_nll(logits: th.Tensor, target: th.Tensor) -> th.Tensor:
 def unit_gaussian_nll(mean: th.Tensor, target: th.Tensor) -> th.Tensor:
     """-log N(target; mean, 1) without the constant, elementwise."""
     return 0.5 * (mean - target) ** 2
+
+
+class _HalfSquaredError(th.autograd.Function):
+    """``0.5 ||mean - target||^2`` over the trailing ``event_dims`` axes, keeping a single
+    full-size temporary (the difference) in the forward pass and one in the backward pass, where
+    elementwise ops with a sum would make seven (the image batch is the largest tensor of the step)."""
+
+    @staticmethod
+    def forward(ctx, mean: th.Tensor, target: th.Tensor, event_dims: int) -> th.Tensor:  # type: ignore[override]
+        diff = mean - target
+        ctx.save_for_backward(diff)
+        ctx.event_dims = event_dims
+        return 0.5 * th.linalg.vector_norm(diff, 2, tuple(range(-event_dims, 0))).square()
+
+    @staticmethod
+    def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor | None, None]:  # type: ignore[override]
+        (diff,) = ctx.saved_tensors
+        grad_mean = diff * grad.reshape(*grad.shape, *(1,) * ctx.event_dims)
+        grad_target = -grad_mean if ctx.needs_input_grad[1] else None
+        return grad_mean if ctx.needs_input_grad[0] else None, grad_target, None
+
+
+def unit_gaussian_nll_sum(mean: th.Tensor, target: th.Tensor, event_dims: int) -> th.Tensor:
+    """:func:`unit_gaussian_nll` summed over the trailing ``event_dims`` axes, computed with fewer
+    full-size temporaries (for images)."""
+    return _HalfSquaredError.apply(mean, target, event_dims)

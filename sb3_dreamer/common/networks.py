@@ -13,7 +13,14 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from torch import nn
 
-from sb3_dreamer.common.distributions import bernoulli_nll, symexp, symlog, two_hot_nll, unit_gaussian_nll
+from sb3_dreamer.common.distributions import (
+    bernoulli_nll,
+    symexp,
+    symlog,
+    two_hot_nll,
+    unit_gaussian_nll,
+    unit_gaussian_nll_sum,
+)
 
 #: Key under which a non-Dict observation is stored.
 OBS_KEY = "obs"
@@ -122,12 +129,18 @@ class InputLinear(nn.Linear):
         return _gathered_linear(weight, bias, x.rest, x.index, lo, hi)
 
 
+def activation(style: NetStyle) -> nn.Module:
+    """The style's activation, for after a layer whose output nothing else reads. ELU then runs in
+    place: its backward reads its output, not its input, so this saves an activation-sized tensor."""
+    return nn.ELU(inplace=True) if style.activation_fn is nn.ELU else style.activation_fn()
+
+
 def dense(in_dim: int, out_dim: int, style: NetStyle = V2_STYLE) -> list[nn.Module]:
     """One hidden layer: Linear (no bias when a LayerNorm follows), LayerNorm if asked, activation.
     The linear layer is an :class:`InputLinear`: a first layer may be given :class:`OneHotInput`."""
     if style.layer_norm:
-        return [InputLinear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=1e-3), style.activation_fn()]
-    return [InputLinear(in_dim, out_dim), style.activation_fn()]
+        return [InputLinear(in_dim, out_dim, bias=False), nn.LayerNorm(out_dim, eps=1e-3), activation(style)]
+    return [InputLinear(in_dim, out_dim), activation(style)]
 
 
 def mlp(in_dim: int, out_dim: int, layers: int, units: int, style: NetStyle = V2_STYLE) -> nn.Sequential:
@@ -288,10 +301,9 @@ def preprocess(part: ObsPart, x: th.Tensor, batch_dims: int) -> th.Tensor:
             x = x.movedim(-1, -3)
     else:
         x = x.reshape(*lead, part.size)
-    x = x.float()
-    if part.dtype == "uint8":
-        x = x / 255.0 - 0.5
-    return x
+    if part.dtype == "uint8":  # one float copy, scaled in place
+        return x.to(th.float32, copy=True).div_(255.0).sub_(0.5)
+    return x.float()
 
 
 def _valid_stages(h: int, w: int) -> list[tuple[int, int]]:
@@ -321,8 +333,8 @@ def conv_block(conv: nn.Module, channels: int, style: NetStyle) -> list[nn.Modul
     """A convolution followed by the style's channel LayerNorm (if any) and activation."""
     if style.layer_norm:
         conv.bias = None  # the norm's offset replaces it
-        return [conv, ChannelNorm(channels, eps=1e-3), style.activation_fn()]
-    return [conv, style.activation_fn()]
+        return [conv, ChannelNorm(channels, eps=1e-3), activation(style)]
+    return [conv, activation(style)]
 
 
 #: Images whose short side is below this get a 3x3 stride-1 stem convolution before the stride-2 stages.
@@ -334,6 +346,13 @@ CNN_PADDINGS = ("same", "valid")
 #: The image size DreamerV1/V2's "valid" CNN is defined for, and its decoder's kernel sizes.
 PAPER_IMAGE_SIZE = (64, 64)
 PAPER_DECODER_KERNELS = (5, 5, 6, 6)
+
+
+def nhwc(x: th.Tensor) -> th.Tensor:
+    """``(N, C, H, W)`` feature maps stored channels-last (NHWC). The CNNs keep every activation in
+    this layout: oneDNN's convolutions then read and write it directly, where plain NCHW maps are
+    reordered to a blocked layout and back around each one (1.3x the 64x64 RGB step on CPU)."""
+    return x.contiguous(memory_format=th.channels_last)
 
 
 class ConvEncoder(nn.Module):
@@ -370,7 +389,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         lead = x.shape[:-3]
-        return self.net(x.reshape(-1, *x.shape[-3:])).reshape(*lead, self.out_dim)
+        return self.net(nhwc(x.reshape(-1, *x.shape[-3:]))).reshape(*lead, self.out_dim)
 
 
 class PointConvTranspose2d(nn.ConvTranspose2d):
@@ -384,7 +403,7 @@ class PointConvTranspose2d(nn.ConvTranspose2d):
         kh, kw = self.kernel_size
         bias = None if self.bias is None else self.bias.repeat_interleave(kh * kw)
         out = nn.functional.linear(x.flatten(1), self.weight.flatten(1).t(), bias)
-        return out.view(-1, self.out_channels, kh, kw)
+        return nhwc(out.view(-1, self.out_channels, kh, kw))
 
 
 class ConvDecoder(nn.Module):
@@ -407,7 +426,7 @@ class ConvDecoder(nn.Module):
         else:
             self.start = (chans[-1], *sizes[-1])
             layers += [ChannelNorm(chans[-1], eps=1e-3)] if style.layer_norm else []
-            layers.append(style.activation_fn())
+            layers.append(activation(style))
             for i in range(len(sizes) - 1, 0, -1):
                 (h_out, w_out), (h_in, w_in) = sizes[i - 1], sizes[i]
                 pad = (h_out - 2 * h_in, w_out - 2 * w_in)  # 0 or 1: restores odd sizes exactly
@@ -422,7 +441,7 @@ class ConvDecoder(nn.Module):
 
     def forward(self, feat: th.Tensor) -> th.Tensor:
         lead = feat.shape[:-1]
-        x = self.net(self.linear(feat).reshape(-1, *self.start))
+        x = self.net(nhwc(self.linear(feat).reshape(-1, *self.start)))
         return x.reshape(*lead, *x.shape[1:])
 
 
@@ -494,7 +513,10 @@ class ObservationDecoder(nn.Module):
         total = th.zeros((), device=feat.device)
         for part in self.parts:
             pred, target = params[part.key].float(), targets[part.key]
-            elementwise = bernoulli_nll(pred, target) if part.dtype == "bool" else unit_gaussian_nll(pred, target)
-            dims = tuple(range(-len(part.shape), 0)) if part.is_image else (-1,)
-            total = total + elementwise.sum(dims)
+            event_dims = len(part.shape) if part.is_image else 1
+            if part.dtype == "bool":
+                nll = bernoulli_nll(pred, target).sum(tuple(range(-event_dims, 0)))
+            else:
+                nll = unit_gaussian_nll_sum(pred, target, event_dims)
+            total = total + nll
         return total
