@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch as th
 from torch import nn
@@ -236,7 +236,11 @@ def behavior_losses(
     # actions), one pass of the critic over s_0..s_H gives the returns' values, the baseline and its
     # own loss's outputs; otherwise the bootstrap network makes one frozen pass for the first two.
     shared_critic = reinforce_only and bootstrap is critic
-    with frozen(world_model, critic, target_critic), th.set_grad_enabled(not reinforce_only and th.is_grad_enabled()):
+    grad_through = not reinforce_only and th.is_grad_enabled()
+    # Freezing only matters with autograd on; without it the parameters keep requires_grad, which is
+    # what lets bfloat16 autocast cache their casts for all H steps instead of casting at every step.
+    freeze = frozen(world_model, critic, target_critic) if grad_through else nullcontext()
+    with freeze, th.set_grad_enabled(grad_through):
         feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
