@@ -10,6 +10,7 @@ import math
 
 import torch as th
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def sample_index(probs: th.Tensor) -> th.Tensor:
@@ -236,6 +237,7 @@ class _HalfSquaredError(th.autograd.Function):
         return 0.5 * th.linalg.vector_norm(diff, 2, tuple(range(-event_dims, 0))).square()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor | None, None]:  # type: ignore[override]
         (diff,) = ctx.saved_tensors
         grad_mean = diff * grad.reshape(*grad.shape, *(1,) * ctx.event_dims)
