@@ -253,7 +253,7 @@ def test_behavior_losses_against_a_hand_written_reference(action_space):
     th.manual_seed(1)
     start = RSSMState(*(x.detach().flatten(0, 1) for x in post))
     with th.no_grad():
-        feats, raws = imagine(wm.rssm, policy.actor, start, 4)
+        feats, raws, _ = imagine(wm.rssm, policy.actor, start, 4)
     gamma, lam, H = model.gamma, 0.95, 4
     reward = [wm.reward(feats[t + 1]) for t in range(H)]  # r_{t+1}
     cont = [(wm.discount_head(feats[t + 1]).squeeze(-1) > 0).float() for t in range(H)]  # mode of c_{t+1}

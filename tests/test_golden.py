@@ -5,16 +5,18 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from sb3_dreamer.common.behavior import discount_weights, lambda_return
+from sb3_dreamer.common.behavior import Actor, discount_weights, imagine, lambda_return
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.distributions import (
     balanced_kl,
+    categorical_entropy,
     categorical_kl,
+    categorical_log_prob,
     sample_one_hot,
     straight_through,
     unit_gaussian_nll_sum,
 )
-from sb3_dreamer.common.networks import V2_STYLE, InputLinear, OneHotInput, mlp
+from sb3_dreamer.common.networks import V2_STYLE, InputLinear, OneHotInput, mlp, reused_gather_tables
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -188,6 +190,69 @@ def test_img_step_into_matches_img_step(unimix):
     assert th.allclose(out, expected.feat, atol=1e-6)  # every entry written: no NaN left
     assert th.equal(new_deter, out[:, :6])
     assert th.equal(index, rssm.one_hot_index(expected.stoch))
+
+
+def _imagination_parts(seed: int = 0):
+    th.manual_seed(seed)
+    rssm = RSSM(embed_dim=3, action_dim=3, deter_size=6, hidden_size=5, stoch_size=4, classes=3)
+    actor = Actor(rssm.feat_dim, 3, discrete=True, layers=2, units=8, unimix=0.01)
+    index = th.randint(0, 3, (20, 4, 1))
+    start = RSSMState(th.randn(20, 6), th.zeros(20, 4, 3).scatter_(-1, index, 1.0).flatten(-2), th.zeros(20, 4, 3))
+    return rssm, actor, start
+
+
+def test_logits_kept_by_imagination_equal_a_second_pass_over_its_states():
+    """The actor's logits computed with autograd while imagining (the REINFORCE path) have the same
+    values and give the same actor gradients as a second pass over the finished states, although
+    the feature buffer is written row by row after each row's logits are taken."""
+    rssm, actor, start = _imagination_parts()
+    with th.no_grad():
+        th.manual_seed(1)
+        feats, raws, logits = imagine(rssm, actor, start, 5, keep_logits=True)
+    grad_out = th.randn(5, 20)
+    log_prob, entropy = categorical_log_prob(logits, raws), categorical_entropy(logits)
+    ((log_prob + 0.1 * entropy) * grad_out).sum().backward()
+    kept = [p.grad.clone() for p in actor.parameters()]
+    dense = feats.dense.clone()
+    actor.zero_grad()
+    with th.no_grad():
+        th.manual_seed(1)
+        feats2, raws2, none = imagine(rssm, actor, start, 5)
+    assert none is None and th.equal(raws2, raws) and th.equal(feats2.dense, dense)  # same random stream
+    assert th.allclose(actor.logits(dense[:-1]), logits, atol=1e-6)
+    log_prob, entropy = actor.log_prob_entropy(dense[:-1], raws)
+    ((log_prob + 0.1 * entropy) * grad_out).sum().backward()
+    for grad, param in zip(kept, actor.parameters(), strict=True):
+        assert th.allclose(grad, param.grad, atol=1e-5)
+    assert all(p.grad is None for p in rssm.parameters())  # imagination itself stays without autograd
+
+
+def test_kept_logits_fail_loudly_once_the_buffer_is_reused():
+    """The next imagination overwrites the reused feature buffer: the older logits' backward raises
+    instead of using the new rows for the old weight gradient."""
+    rssm, actor, start = _imagination_parts()
+    with th.no_grad():
+        _, _, old_logits = imagine(rssm, actor, start, 3, keep_logits=True)
+        imagine(rssm, actor, start, 3, keep_logits=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        old_logits.sum().backward()
+
+
+def test_reused_gather_tables_split_each_weight_once_within_the_block():
+    th.manual_seed(0)
+    layer = InputLinear(4 + 6, 5)
+    index = th.randint(0, 3, (7, 2)) + th.tensor([0, 3])
+    x = OneHotInput(None, th.randn(7, 4), index, 4, 6)
+    with th.no_grad():
+        plain = layer(x)
+        with reused_gather_tables(layer):
+            assert th.equal(layer(x), plain) and len(layer._tables) == 1
+            first = next(iter(layer._tables.values()))
+            layer(x)
+            assert next(iter(layer._tables.values())) is first  # split once
+        assert layer._tables is None  # no split outlives the block: later weight updates are seen
+        layer.weight.add_(1.0)
+        assert not th.allclose(layer(x), plain)
 
 
 def test_rssm_resets_state_and_previous_action_at_is_first():

@@ -73,7 +73,7 @@ def test_bf16_mixed_losses_match_fp32_on_the_same_weights_and_batch():
         with model.autocast():
             loss, post, metrics = wm.loss(batch, model._kl_loss)
             with th.no_grad():  # (REINFORCE's imagination: the states fill the RSSM's buffer)
-                feats, _ = imagine(wm.rssm, model.policy.actor, RSSMState(*(x.flatten(0, 1) for x in post)), 3)
+                feats, _, _ = imagine(wm.rssm, model.policy.actor, RSSMState(*(x.flatten(0, 1) for x in post)), 3)
         results[precision] = (loss, post, feats, metrics)
     _, post32, feats32, metrics32 = results["fp32"]
     loss16, post16, feats16, metrics16 = results["bf16-mixed"]

@@ -17,6 +17,7 @@ from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.logger import configure
 
 import sb3_dreamer
+from sb3_dreamer.common import behavior
 
 TOTAL = 180  # env steps of every run below; PatternEnv episodes last 9 steps
 
@@ -204,13 +205,14 @@ def _nan_part(model, monkeypatch, part):
             return total * float("nan"), posterior, metrics
 
         monkeypatch.setattr(model.policy.world_model, "loss", nan_loss)
-    else:
-        log_prob_entropy = model.policy.actor.log_prob_entropy
+    else:  # ln p(a): from the logits imagination kept (Discrete REINFORCE) or from a second actor pass
+        log_prob_entropy, log_prob = model.policy.actor.log_prob_entropy, behavior.categorical_log_prob
 
-        def nan_log_prob(*args):
+        def nan_log_prob_entropy(*args):
             return tuple(x * float("nan") for x in log_prob_entropy(*args))
 
-        monkeypatch.setattr(model.policy.actor, "log_prob_entropy", nan_log_prob)
+        monkeypatch.setattr(model.policy.actor, "log_prob_entropy", nan_log_prob_entropy)
+        monkeypatch.setattr(behavior, "categorical_log_prob", lambda *args: log_prob(*args) * float("nan"))
 
 
 @pytest.mark.parametrize("part", ["world-model", "actor"])

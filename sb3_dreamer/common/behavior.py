@@ -29,7 +29,15 @@ from sb3_dreamer.common.distributions import (
     straight_through,
     unimix_logits,
 )
-from sb3_dreamer.common.networks import V2_STYLE, NetStyle, OneHotInput, ScalarHead, autocast_dtype, mlp
+from sb3_dreamer.common.networks import (
+    V2_STYLE,
+    NetStyle,
+    OneHotInput,
+    ScalarHead,
+    autocast_dtype,
+    mlp,
+    reused_gather_tables,
+)
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -165,27 +173,45 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[th.Tensor | OneHotInput, th.Tensor]:
+def imagine(
+    rssm: RSSM, actor: Actor, start: RSSMState, horizon: int, keep_logits: bool = False
+) -> tuple[th.Tensor | OneHotInput, th.Tensor, th.Tensor | None]:
     """Roll the prior forward ``horizon`` steps from ``start`` (flat ``(N, ...)``), acting with ``actor``.
 
+    :param keep_logits: Without autograd and with a Discrete actor: compute the actor's logits with
+        autograd while acting and return them, so that the actor loss needs no second pass of the
+        actor over the imagined states
     :return: (features ``(H+1, N, F)`` of s_0..s_H, raw actions ``(H, N, A)`` with a_t taken in
-        s_t, in the format of :meth:`Actor.sample`). Without autograd, the features are a
+        s_t, in the format of :meth:`Actor.sample`, and with ``keep_logits`` the actor's logits
+        ``(H, N, A)`` at s_0..s_{H-1}, else ``None``). Without autograd, the features are a
         :class:`OneHotInput` over :meth:`RSSM.feature_buffer` (valid until the next imagination),
         which the heads' first layers read by gathering.
     """
+    if keep_logits and not actor.discrete:
+        raise ValueError("keep_logits needs a Discrete actor: a Box actor has no logits")
     if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
         dtype = autocast_dtype(start.deter.device.type)  # under autocast the states are stored in its dtype
         feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter, dtype)
         index = start.deter.new_empty(horizon + 1, start.deter.shape[0], rssm.stoch_size, dtype=th.long)
-        feats[0] = start.feat
+        feats[0] = start.feat  # (a tracked write: a graph still holding the last imagination's rows fails)
         index[0] = rssm.one_hot_index(start.stoch)
         states = OneHotInput(feats, feats[..., : rssm.deter_size], index, rssm.deter_size, rssm.stoch_dim)
-        deter, raws = start.deter, []
-        for t in range(horizon):
-            action, raw = actor.sample(states[t])
-            deter, index[t + 1] = rssm.img_step_into(feats[t + 1], deter, index[t], action)
-            raws.append(raw)
-        return states, th.stack(raws, 0)
+        # Rows t + 1 are written through an alias autograd does not version: the logits' graph holds
+        # rows 0..t, each written once before it is read.
+        rows = feats.data
+        deter, raws, logits = start.deter, [], []
+        with reused_gather_tables(rssm, actor):
+            for t in range(horizon):
+                if keep_logits:
+                    with th.enable_grad():
+                        logits.append(actor.logits(states[t]))
+                    action = raw = sample_one_hot(logits[-1])
+                else:
+                    action, raw = actor.sample(states[t])
+                deter, index[t + 1] = rssm.img_step_into(rows[t + 1], deter, index[t], action)
+                raws.append(raw)
+        with th.enable_grad():
+            return states, th.stack(raws, 0), th.stack(logits, 0) if keep_logits else None
     state = start
     feats, raws = [state.feat], []
     for _ in range(horizon):
@@ -193,7 +219,7 @@ def imagine(rssm: RSSM, actor: Actor, start: RSSMState, horizon: int) -> tuple[t
         state = rssm.img_step(state, action)
         feats.append(state.feat)
         raws.append(raw)
-    return th.stack(feats, 0), th.stack(raws, 0)
+    return th.stack(feats, 0), th.stack(raws, 0), None
 
 
 def behavior_losses(
@@ -241,7 +267,7 @@ def behavior_losses(
     # what lets bfloat16 autocast cache their casts for all H steps instead of casting at every step.
     freeze = frozen(world_model, critic, target_critic) if grad_through else nullcontext()
     with freeze, th.set_grad_enabled(grad_through):
-        feats, raw_actions = imagine(world_model.rssm, actor, start, horizon)
+        feats, raw_actions, logits = imagine(world_model.rssm, actor, start, horizon, keep_logits=reinforce_only)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
         continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
         if not shared_critic:
@@ -256,7 +282,10 @@ def behavior_losses(
         baseline = values[:-1].detach()
         scale = th.ones((), device=returns.device) if return_scale is None else return_scale(returns)
     policy_feats = feats[:-1].detach()
-    log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)
+    if logits is None:
+        log_prob, entropy = actor.log_prob_entropy(policy_feats, raw_actions)
+    else:  # the logits imagination computed while acting
+        log_prob, entropy = categorical_log_prob(logits, raw_actions), categorical_entropy(logits)
     advantage = ((returns - baseline) / scale).detach()
     # V2 Eq. 6 / V3 Eq. 11: -rho ln p(a_t) sg((V^lambda_t - v(s_t)) / S) - (1 - rho) V^lambda_t / S - eta H[a_t | s_t]
     objective = entropy_coef * entropy

@@ -4,7 +4,8 @@ for ``Dict`` spaces)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,15 +85,24 @@ class OneHotInput:
         return self  # built without autograd
 
 
-def _gathered_linear(
-    weight: th.Tensor, bias: th.Tensor | None, rest: th.Tensor, index: th.Tensor, lo: int, hi: int
-) -> th.Tensor:
-    """``x W^T + b`` for :class:`OneHotInput` ``x``: the product with the inputs outside the one-hot
-    block ``[lo, hi)`` plus, per row, the sum of the weight columns its one-hot positions select."""
-    rest_weight = th.cat([weight[:, :lo], weight[:, hi:]], 1)
-    table = weight[:, lo:hi].t().contiguous()  # one row per one-hot position
-    gathered = nn.functional.embedding_bag(index.reshape(-1, index.shape[-1]), table, mode="sum")
-    return nn.functional.linear(rest, rest_weight, bias) + gathered.view(*index.shape[:-1], -1)
+GatherTables = tuple[th.Tensor, th.Tensor]
+
+
+def _gather_tables(weight: th.Tensor, lo: int, hi: int) -> GatherTables:
+    """``weight`` split for :func:`_gathered_linear`: the transposed weight of the inputs outside the
+    one-hot block ``[lo, hi)``, and the block's columns as rows (one per one-hot position)."""
+    return th.cat([weight[:, :lo], weight[:, hi:]], 1).t(), weight[:, lo:hi].t().contiguous()
+
+
+def _gathered_linear(tables: GatherTables, bias: th.Tensor | None, rest: th.Tensor, index: th.Tensor) -> th.Tensor:
+    """``x W^T + b`` for :class:`OneHotInput` ``x``, flattened to ``(rows, out_features)``: per row, the
+    sum of the weight columns its one-hot positions select, plus the bias, plus the product with the
+    inputs outside the one-hot block, accumulated into one output tensor."""
+    rest_weight_t, table = tables
+    out = nn.functional.embedding_bag(index.reshape(-1, index.shape[-1]), table, mode="sum")
+    if bias is not None:
+        out += bias
+    return out.addmm_(rest.reshape(-1, rest.shape[-1]).to(table.dtype), rest_weight_t)
 
 
 class _GatheredLinearFunction(th.autograd.Function):
@@ -100,21 +110,24 @@ class _GatheredLinearFunction(th.autograd.Function):
     the full inputs (on CPU, faster than the gather's scatter-add backward)."""
 
     @staticmethod
-    def forward(ctx, weight, bias, dense, rest, index, lo, hi):  # type: ignore[override]
+    def forward(ctx, weight, bias, dense, tables, rest, index):  # type: ignore[override]
         ctx.save_for_backward(dense)
         ctx.has_bias = bias is not None
-        return _gathered_linear(weight, bias, rest, index, lo, hi)
+        return _gathered_linear(tables, bias, rest, index)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (dense,) = ctx.saved_tensors
         grad = grad.reshape(-1, grad.shape[-1])
         grad_weight = grad.t() @ dense.reshape(-1, dense.shape[-1]).to(grad.dtype)
-        return grad_weight, grad.sum(0) if ctx.has_bias else None, None, None, None, None, None
+        return grad_weight, grad.sum(0) if ctx.has_bias else None, None, None, None, None
 
 
 class InputLinear(nn.Linear):
     """``nn.Linear`` (same parameters and state dict) that also reads :class:`OneHotInput`."""
+
+    #: Split weights kept by :func:`reused_gather_tables`, by (dtype, block); ``None`` outside it
+    _tables: dict[tuple[th.dtype, int, int], GatherTables] | None = None
 
     def forward(self, x: th.Tensor | OneHotInput) -> th.Tensor:
         if isinstance(x, th.Tensor):
@@ -124,9 +137,35 @@ class InputLinear(nn.Linear):
         dtype = autocast_dtype(weight.device.type)
         if dtype is not None:  # gather from weights in the autocast dtype
             weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
-        if x.dense is not None and th.is_grad_enabled() and self.weight.requires_grad:
-            return _GatheredLinearFunction.apply(weight, bias, x.dense, x.rest, x.index, lo, hi)
-        return _gathered_linear(weight, bias, x.rest, x.index, lo, hi)
+        shape = (*x.index.shape[:-1], -1)
+        track = th.is_grad_enabled() and self.weight.requires_grad
+        if track and x.dense is None:  # autograd through the gather itself (no full inputs to use)
+            return _gathered_linear(_gather_tables(weight, lo, hi), bias, x.rest, x.index).view(shape)
+        key = (weight.dtype, lo, hi)
+        tables = None if self._tables is None else self._tables.get(key)
+        if tables is None:
+            with th.no_grad():
+                tables = _gather_tables(weight, lo, hi)
+            if self._tables is not None:
+                self._tables[key] = tables
+        if track:  # (reshaped outside the Function: a view made inside it could not be modified in place)
+            return _GatheredLinearFunction.apply(weight, bias, x.dense, tables, x.rest, x.index).view(shape)
+        return _gathered_linear(tables, bias, x.rest, x.index).view(shape)
+
+
+@contextmanager
+def reused_gather_tables(*modules: nn.Module) -> Iterator[None]:
+    """Within the block, every :class:`InputLinear` of ``modules`` splits its weight for the gather
+    once, at its first :class:`OneHotInput`, instead of at every call: for loops over time in which
+    the weights do not change (imagination)."""
+    layers = [m for module in modules for m in module.modules() if isinstance(m, InputLinear)]
+    for layer in layers:
+        layer._tables = {}
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._tables = None
 
 
 def activation(style: NetStyle) -> nn.Module:

@@ -198,10 +198,13 @@ class RSSM(nn.Module):
             state = self.initial(batch, embed.device)
         deters, stochs, post_logits = [], [], []
         start = self.learned_start()
+        # One unbind, not a slice per step: the backward of T slices adds T full-size gradients of
+        # ``embed``, the backward of an unbind stacks T slices once.
+        embeds, actions, firsts = embed.unbind(1), prev_action.unbind(1), is_first.unbind(1)
         for t in range(length):
-            state, action = self.reset(state, prev_action[:, t], is_first[:, t], start)
+            state, action = self.reset(state, actions[t], firsts[t], start)
             deter = self.recurrent(state.deter, state.stoch, action)
-            logits = self.posterior(deter, embed[:, t])
+            logits = self.posterior(deter, embeds[t])
             state = RSSMState(deter, self._draw(logits, True).flatten(-2), logits)
             deters.append(deter)
             stochs.append(state.stoch)
