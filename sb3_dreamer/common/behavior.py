@@ -273,9 +273,10 @@ def behavior_losses(
         if not shared_critic:
             values = bootstrap.predict(feats)  # v(s_t), t = 0..H
     critic_out = None
-    if shared_critic:
-        critic_out = critic(feats)  # the critic's own gradient only: feats carry none here
-        values = critic.mean(critic_out.detach())
+    if shared_critic:  # s_0..s_{H-1} get the critic's loss; s_H only bootstraps, so it needs no graph
+        critic_out = critic(feats[:-1])  # the critic's own gradient only: feats carry none here
+        with th.no_grad():
+            values = critic.mean(th.cat([critic_out, critic(feats[-1:])], 0))
     returns = lambda_return(rewards, values[1:], gamma * continues, lambda_)  # V^lambda_t, t = 0..H-1
     with th.no_grad():
         weights = discount_weights(1.0 - is_terminal.flatten(), continues.detach(), gamma)
@@ -295,7 +296,7 @@ def behavior_losses(
         objective = objective + (1.0 - actor_grad_mix) * returns / scale
     actor_loss = -(weights * objective).mean()
     # V2 Eq. 5: 1/2 (v(s_t) - sg(V^lambda_t))^2;  V3 Eq. 10: -ln p(sg(V^lambda_t) | s_t), two-hot
-    value_out = critic(policy_feats) if critic_out is None else critic_out[:-1]
+    value_out = critic(policy_feats) if critic_out is None else critic_out
     critic_nll = critic.nll(value_out, returns.detach())
     if target_regularizer > 0.0:
         with th.no_grad():
