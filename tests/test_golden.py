@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from torch import nn
 
 from sb3_dreamer.common.behavior import Actor, discount_weights, imagine, lambda_return
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
@@ -133,6 +134,40 @@ def test_input_linear_reads_one_hot_inputs_like_the_dense_ones(offset, bias):
     (layer(x) * grad_out).sum().backward()
     for grad, param in zip(grads, layer.parameters(), strict=True):
         assert th.allclose(grad, param.grad, atol=1e-5)
+
+
+def _graph_nodes(tensor: th.Tensor) -> set[str]:
+    seen, names, todo = set(), set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo += [next_node for next_node, _ in node.next_functions]
+    return names
+
+
+def test_mlp_keeps_in_place_activations_off_views():
+    """DreamerV2's in-place ELU after a linear layer of (T, B, F) inputs: ``MLP`` runs its layers
+    on rows, so autograd records no CopySlices (which clones the whole gradient in the backward);
+    outputs and gradients equal those of the same layers in an ``nn.Sequential``."""
+    th.manual_seed(0)
+    net = mlp(6, 3, 2, 8, V2_STYLE)
+    plain = nn.Sequential(*net)
+    x = th.randn(4, 5, 6)
+    out, ref = net(x), plain(x)
+    assert out.shape == (4, 5, 3) and th.allclose(out, ref, atol=1e-6)
+    assert "CopySlices" in _graph_nodes(ref)  # what an in-place activation of a view costs
+    assert "CopySlices" not in _graph_nodes(out)
+    grad_out = th.randn(4, 5, 3)
+    grads = th.autograd.grad(out, list(net.parameters()), grad_out)
+    for grad, ref_grad in zip(grads, th.autograd.grad(ref, list(net.parameters()), grad_out), strict=True):
+        assert th.allclose(grad, ref_grad, atol=1e-5)
+    index = th.randint(0, 2, (4, 5, 2)) + th.arange(2) * 2  # [h, z] with z one-hot: the same through the gather
+    x = th.cat([th.randn(4, 5, 2), th.zeros(4, 5, 4).scatter_(-1, index, 1.0)], -1)
+    out = net(OneHotInput(x, x[..., :2], index, 2, 4))
+    assert th.allclose(out, plain(x), atol=1e-6) and "CopySlices" not in _graph_nodes(out)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

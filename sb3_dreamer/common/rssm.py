@@ -24,7 +24,7 @@ from sb3_dreamer.common.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from sb3_dreamer.common.networks import V2_STYLE, GRUCell, NetStyle, OneHotInput, dense
+from sb3_dreamer.common.networks import MLP, V2_STYLE, GRUCell, NetStyle, OneHotInput, dense
 
 
 class RSSMState(NamedTuple):
@@ -61,12 +61,10 @@ class RSSM(nn.Module):
         self.stoch_dim = stoch_size * classes
         self.action_dim = action_dim
         self.unimix = unimix
-        self.img_in = nn.Sequential(*dense(self.stoch_dim + action_dim, hidden_size, style))
+        self.img_in = MLP(*dense(self.stoch_dim + action_dim, hidden_size, style))
         self.gru = GRUCell(hidden_size, deter_size)
-        self.prior_net = nn.Sequential(*dense(deter_size, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim))
-        self.post_net = nn.Sequential(
-            *dense(deter_size + embed_dim, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim)
-        )
+        self.prior_net = MLP(*dense(deter_size, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim))
+        self.post_net = MLP(*dense(deter_size + embed_dim, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim))
         self.initial_deter = nn.Parameter(th.zeros(deter_size)) if learned_initial else None
         self._workspace: th.Tensor | None = None
 
