@@ -6,6 +6,7 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
+from sb3_dreamer.common import rssm as rssm_module
 from sb3_dreamer.common.behavior import Actor, discount_weights, imagine, lambda_return
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.distributions import (
@@ -17,7 +18,15 @@ from sb3_dreamer.common.distributions import (
     straight_through,
     unit_gaussian_nll_sum,
 )
-from sb3_dreamer.common.networks import V2_STYLE, InputLinear, OneHotInput, mlp, reused_gather_tables
+from sb3_dreamer.common.networks import (
+    V2_STYLE,
+    V3_STYLE,
+    DeferredWeightGrads,
+    InputLinear,
+    OneHotInput,
+    mlp,
+    reused_gather_tables,
+)
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -225,6 +234,54 @@ def test_img_step_into_matches_img_step(unimix):
     assert th.allclose(out, expected.feat, atol=1e-6)  # every entry written: no NaN left
     assert th.equal(new_deter, out[:, :6])
     assert th.equal(index, rssm.one_hot_index(expected.stoch))
+
+
+@pytest.mark.parametrize("style, learned_initial", [(V2_STYLE, False), (V3_STYLE, True)])
+def test_observe_weight_gradients_deferred_equal_per_step(monkeypatch, style, learned_initial):
+    """The filtering loop's weight gradients, summed after the loop as one product per layer,
+    equal autograd's per-step ones; so do all other gradients (float64, episode starts mid-sequence)."""
+    th.manual_seed(0)
+    rssm = RSSM(3, 2, 6, 5, 4, 3, style=style, unimix=0.01, learned_initial=learned_initial).double()
+    embed = th.randn(2, 7, 3, dtype=th.float64, requires_grad=True)
+    action = th.eye(2, dtype=th.float64)[th.randint(0, 2, (2, 7))]
+    is_first = th.zeros(2, 7)
+    is_first[:, 0], is_first[0, 4] = 1.0, 1.0
+    weights = th.randn(2, 7, 6 + 12, dtype=th.float64)
+
+    def gradients():
+        th.manual_seed(1)
+        post, prior_logits = rssm.observe(embed, action, is_first)
+        loss = (post.feat * weights).sum() + prior_logits.square().sum() + post.logits.square().sum()
+        return th.autograd.grad(loss, [embed, *rssm.parameters()])
+
+    deferred = gradients()
+    for layer in (rssm.img_in[0], rssm.gru.linear, rssm.post_net[0], rssm.post_net[-1]):
+        assert layer._deferred is None  # restored after the loop
+
+    class PerStep(DeferredWeightGrads):
+        def __init__(self, layers):
+            super().__init__(layers)
+            self.active = False
+
+    monkeypatch.setattr(rssm_module, "DeferredWeightGrads", PerStep)
+    for got, expected in zip(deferred, gradients(), strict=True):
+        assert th.allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_deferred_weight_grads_only_with_autograd_on_trainable_weights():
+    layer = InputLinear(3, 2)
+    with th.no_grad():
+        assert not DeferredWeightGrads([layer]).active
+    layer.requires_grad_(False)
+    assert not DeferredWeightGrads([layer]).active
+    x = th.randn(4, 3, requires_grad=True)
+    deferred = DeferredWeightGrads([layer])
+    (x,) = deferred.inputs(x)
+    with deferred:
+        out = layer(x)
+    assert layer._deferred is None
+    out.sum().backward()  # the layer's weights are frozen: the input's gradient only
+    assert layer.weight.grad is None and th.allclose(x.grad, layer.weight.sum(0).expand(4, 3))
 
 
 def _imagination_parts(seed: int = 0):

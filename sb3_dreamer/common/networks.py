@@ -13,6 +13,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from sb3_dreamer.common.distributions import (
     bernoulli_nll,
@@ -147,14 +148,104 @@ def _one_hot_weight_grad(grad: th.Tensor, rest: th.Tensor, index: th.Tensor, off
     return th.cat([rest_grad[:offset], block, rest_grad[offset:]]).t()
 
 
+class _StashedLinear(th.autograd.Function):
+    """``x W^T + b`` whose backward gives the input's gradient only and appends ``(x, grad)`` to
+    ``stash``; :class:`DeferredWeightGrads` computes the weight's afterwards, for all steps at once."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stash):  # type: ignore[override]
+        x = x.to(weight.dtype)
+        ctx.save_for_backward(x, weight)
+        ctx.stash = stash
+        return nn.functional.linear(x, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        ctx.stash.append((x, grad))
+        return grad @ weight, None, None, None
+
+
+class _CollectWeightGrads(th.autograd.Function):
+    """Passes a loop's inputs through. Autograd runs its backward after the backward of every step
+    that used them, and there it returns the deferred layers' weight and bias gradients."""
+
+    @staticmethod
+    def forward(ctx, deferred, *tensors):  # type: ignore[override]
+        ctx.deferred = deferred
+        return tuple(t.view_as(t) for t in tensors[len(deferred.params) :])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):  # type: ignore[override]
+        return (None, *ctx.deferred.collect(), *grads)
+
+
+class DeferredWeightGrads:
+    """Weight gradients of linear layers applied once per step of a loop over time (the RSSM's
+    filtering loop, 16 sequences x 64 steps at DreamerV3's sizes), as one product per layer,
+    ``sum_t grad_t^T x_t = [grad_0 ... grad_T]^T [x_0 ... x_T]``, instead of a product of 16 rows
+    per step and a sum of T full-size gradients: the same sums, about 1.1x faster for a world
+    model update on CPU.
+
+    Use: pass every input of the loop through :meth:`inputs` (so that autograd reaches the
+    collection only after every step's backward), then run the loop within the block. Outside
+    autograd, or with frozen weights, both do nothing.
+    """
+
+    def __init__(self, layers: list[InputLinear]) -> None:
+        self.layers = layers
+        self.params = [p for layer in layers for p in (layer.weight, layer.bias) if p is not None]
+        self.stashes: list[list[tuple[th.Tensor, th.Tensor]]] = [[] for _ in layers]
+        self.active = th.is_grad_enabled() and all(p.requires_grad for p in self.params)
+
+    def inputs(self, *tensors: th.Tensor) -> tuple[th.Tensor, ...]:
+        return _CollectWeightGrads.apply(self, *self.params, *tensors) if self.active else tensors
+
+    def collect(self) -> list[th.Tensor | None]:
+        grads: list[th.Tensor | None] = []
+        for layer, stash in zip(self.layers, self.stashes, strict=True):
+            if not stash:  # no gradient reached the loop
+                grads += [None] * (1 if layer.bias is None else 2)
+                continue
+            xs, dys = th.cat([x for x, _ in stash]), th.cat([grad for _, grad in stash])
+            stash.clear()
+            grads.append((dys.t() @ xs).to(layer.weight.dtype))
+            if layer.bias is not None:
+                grads.append(dys.sum(0, dtype=layer.bias.dtype))
+        return grads
+
+    def __enter__(self) -> DeferredWeightGrads:
+        if self.active:
+            for layer, stash in zip(self.layers, self.stashes, strict=True):
+                stash.clear()
+                # the step's weights, detached (their gradient is the collection's) and cast once
+                # to the autocast dtype, if any (bfloat16 autocast would cast them at every step)
+                dtype = autocast_dtype(layer.weight.device.type) or layer.weight.dtype
+                weight, bias = (None if p is None else p.detach().to(dtype) for p in (layer.weight, layer.bias))
+                layer._deferred = (stash, weight, bias)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for layer in self.layers:
+            layer._deferred = None
+
+
 class InputLinear(nn.Linear):
     """``nn.Linear`` (same parameters and state dict) that also reads :class:`OneHotInput`."""
 
     #: Split weights kept by :func:`reused_gather_tables`, by (dtype, block); ``None`` outside it
     _tables: dict[tuple[th.dtype, int, int], GatherTables] | None = None
 
+    #: ``(stash, weight, bias)`` within a :class:`DeferredWeightGrads` block, else ``None``
+    _deferred: tuple[list[tuple[th.Tensor, th.Tensor]], th.Tensor, th.Tensor | None] | None = None
+
     def forward(self, x: th.Tensor | OneHotInput) -> th.Tensor:
         if isinstance(x, th.Tensor):
+            if self._deferred is not None:
+                stash, weight, bias = self._deferred
+                return _StashedLinear.apply(x, weight, bias, stash)
             return super().forward(x)
         lo, hi = x.offset, x.offset + x.width
         weight, bias = self.weight, self.bias
@@ -297,7 +388,7 @@ class GRUCell(nn.Module):
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.hidden_size = hidden_size
-        self.linear = nn.Linear(input_size + hidden_size, 3 * hidden_size, bias=False)
+        self.linear = InputLinear(input_size + hidden_size, 3 * hidden_size, bias=False)
         self.norm = nn.LayerNorm(3 * hidden_size)
 
     def forward(self, x: th.Tensor, h: th.Tensor) -> th.Tensor:

@@ -24,7 +24,16 @@ from sb3_dreamer.common.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from sb3_dreamer.common.networks import MLP, V2_STYLE, GRUCell, NetStyle, OneHotInput, dense
+from sb3_dreamer.common.networks import (
+    MLP,
+    V2_STYLE,
+    DeferredWeightGrads,
+    GRUCell,
+    InputLinear,
+    NetStyle,
+    OneHotInput,
+    dense,
+)
 
 
 class RSSMState(NamedTuple):
@@ -64,7 +73,9 @@ class RSSM(nn.Module):
         self.img_in = MLP(*dense(self.stoch_dim + action_dim, hidden_size, style))
         self.gru = GRUCell(hidden_size, deter_size)
         self.prior_net = MLP(*dense(deter_size, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim))
-        self.post_net = MLP(*dense(deter_size + embed_dim, hidden_size, style), nn.Linear(hidden_size, self.stoch_dim))
+        self.post_net = MLP(
+            *dense(deter_size + embed_dim, hidden_size, style), InputLinear(hidden_size, self.stoch_dim)
+        )
         self.initial_deter = nn.Parameter(th.zeros(deter_size)) if learned_initial else None
         self._workspace: th.Tensor | None = None
 
@@ -196,17 +207,22 @@ class RSSM(nn.Module):
             state = self.initial(batch, embed.device)
         deters, stochs, post_logits = [], [], []
         start = self.learned_start()
+        # The loop's linear layers leave their weight gradients to one product each after the loop
+        deferred = DeferredWeightGrads([self.img_in[0], self.gru.linear, self.post_net[0], self.post_net[-1]])
+        embed, deter, stoch = deferred.inputs(embed, state.deter, state.stoch)
+        state = RSSMState(deter, stoch, state.logits)
         # One unbind, not a slice per step: the backward of T slices adds T full-size gradients of
         # ``embed``, the backward of an unbind stacks T slices once.
         embeds, actions, firsts = embed.unbind(1), prev_action.unbind(1), is_first.unbind(1)
-        for t in range(length):
-            state, action = self.reset(state, actions[t], firsts[t], start)
-            deter = self.recurrent(state.deter, state.stoch, action)
-            logits = self.posterior(deter, embeds[t])
-            state = RSSMState(deter, self._draw(logits, True).flatten(-2), logits)
-            deters.append(deter)
-            stochs.append(state.stoch)
-            post_logits.append(logits)
+        with deferred:
+            for t in range(length):
+                state, action = self.reset(state, actions[t], firsts[t], start)
+                deter = self.recurrent(state.deter, state.stoch, action)
+                logits = self.posterior(deter, embeds[t])
+                state = RSSMState(deter, self._draw(logits, True).flatten(-2), logits)
+                deters.append(deter)
+                stochs.append(state.stoch)
+                post_logits.append(logits)
         deter = th.stack(deters, 1)
         post = RSSMState(deter, th.stack(stochs, 1), th.stack(post_logits, 1))
         return post, self.prior(deter)  # the prior only needs h_t: one batched call after the loop
