@@ -248,15 +248,19 @@ def test_observe_weight_gradients_deferred_equal_per_step(monkeypatch, style, le
     is_first[:, 0], is_first[0, 4] = 1.0, 1.0
     weights = th.randn(2, 7, 6 + 12, dtype=th.float64)
 
-    def gradients():
+    def gradients(partial_first: bool = False):
         th.manual_seed(1)
         post, prior_logits = rssm.observe(embed, action, is_first)
         loss = (post.feat * weights).sum() + prior_logits.square().sum() + post.logits.square().sum()
-        return th.autograd.grad(loss, [embed, *rssm.parameters()])
+        if partial_first:  # a pass that never reaches the collection must leave nothing for the next
+            th.autograd.grad(loss, [rssm.gru.norm.weight], retain_graph=True)
+        return th.autograd.grad(loss, [embed, *rssm.parameters()]), _graph_nodes(loss)
 
-    deferred = gradients()
-    for layer in (rssm.img_in[0], rssm.gru.linear, rssm.post_net[0], rssm.post_net[-1]):
-        assert layer._deferred is None  # restored after the loop
+    deferred, nodes = gradients()
+    assert {"_StashedLinearBackward", "_CollectWeightGradsBackward"} <= nodes  # the deferral is on
+    partial_first, _ = gradients(partial_first=True)
+    layers = (rssm.img_in[0], rssm.gru.linear, rssm.post_net[0], rssm.post_net[-1])
+    assert all(layer._deferred is None for layer in layers)  # restored after the loop
 
     class PerStep(DeferredWeightGrads):
         def __init__(self, layers):
@@ -264,8 +268,11 @@ def test_observe_weight_gradients_deferred_equal_per_step(monkeypatch, style, le
             self.active = False
 
     monkeypatch.setattr(rssm_module, "DeferredWeightGrads", PerStep)
-    for got, expected in zip(deferred, gradients(), strict=True):
+    per_step, nodes = gradients()
+    assert "_StashedLinearBackward" not in nodes
+    for got, again, expected in zip(deferred, partial_first, per_step, strict=True):
         assert th.allclose(got, expected, rtol=1e-10, atol=1e-12)
+        assert th.allclose(again, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_deferred_weight_grads_only_with_autograd_on_trainable_weights():

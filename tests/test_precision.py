@@ -103,3 +103,36 @@ def test_bf16_mixed_trains_float32_weights_and_is_saved(tmp_path):
 def test_unknown_precision_is_an_error():
     with pytest.raises(ValueError, match=r"precision.*'fp16'"):
         DreamerV3(SpaceEnv(spaces.Box(-1.0, 1.0, (5,), np.float32), spaces.Discrete(3)), precision="fp16")
+
+
+def test_deferred_weight_grads_under_bf16_autocast(monkeypatch):
+    """The filtering loop's deferred weight gradients under bfloat16 autocast: float32 gradients for
+    the float32 weights, equal to the per-step ones up to bfloat16 rounding."""
+    from sb3_dreamer.common import rssm as rssm_module
+    from sb3_dreamer.common.networks import V3_STYLE, DeferredWeightGrads
+    from sb3_dreamer.common.rssm import RSSM
+
+    th.manual_seed(0)
+    rssm = RSSM(8, 3, 32, 24, 4, 4, style=V3_STYLE, unimix=0.01, learned_initial=True)
+    embed, action = th.randn(4, 9, 8), th.eye(3)[th.randint(0, 3, (4, 9))]
+    is_first = th.zeros(4, 9)
+    is_first[:, 0] = 1.0
+
+    def gradients():
+        th.manual_seed(1)
+        with th.autocast("cpu", dtype=th.bfloat16):
+            post, prior_logits = rssm.observe(embed, action, is_first)
+        loss = post.feat.float().square().sum() + prior_logits.square().sum()
+        return th.autograd.grad(loss, [rssm.gru.linear.weight, rssm.post_net[-1].weight, rssm.post_net[-1].bias])
+
+    deferred = gradients()
+
+    class PerStep(DeferredWeightGrads):
+        def __init__(self, layers):
+            super().__init__(layers)
+            self.active = False
+
+    monkeypatch.setattr(rssm_module, "DeferredWeightGrads", PerStep)
+    for got, expected in zip(deferred, gradients(), strict=True):
+        assert got.dtype == th.float32
+        assert (got - expected).norm() <= 2e-2 * expected.norm()
