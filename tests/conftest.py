@@ -36,3 +36,18 @@ def _no_gym_warnings():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Monitor.*")
         yield
+
+
+@pytest.fixture
+def per_step_weight_grads(monkeypatch):
+    """A call switches ``RSSM.observe``'s deferred weight gradients off for the rest of the test,
+    leaving autograd's per-step products and sums (the reference they must equal)."""
+    from sb3_dreamer.common import rssm
+    from sb3_dreamer.common.networks import DeferredWeightGrads
+
+    class PerStep(DeferredWeightGrads):
+        def __init__(self, layers):
+            super().__init__(layers)
+            self.active = False
+
+    return lambda: monkeypatch.setattr(rssm, "DeferredWeightGrads", PerStep)

@@ -6,7 +6,6 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
-from sb3_dreamer.common import rssm as rssm_module
 from sb3_dreamer.common.behavior import Actor, discount_weights, imagine, lambda_return
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.distributions import (
@@ -237,7 +236,7 @@ def test_img_step_into_matches_img_step(unimix):
 
 
 @pytest.mark.parametrize("style, learned_initial", [(V2_STYLE, False), (V3_STYLE, True)])
-def test_observe_weight_gradients_deferred_equal_per_step(monkeypatch, style, learned_initial):
+def test_observe_weight_gradients_deferred_equal_per_step(per_step_weight_grads, style, learned_initial):
     """The filtering loop's weight gradients, summed after the loop as one product per layer,
     equal autograd's per-step ones; so do all other gradients (float64, episode starts mid-sequence)."""
     th.manual_seed(0)
@@ -262,12 +261,7 @@ def test_observe_weight_gradients_deferred_equal_per_step(monkeypatch, style, le
     layers = (rssm.img_in[0], rssm.gru.linear, rssm.post_net[0], rssm.post_net[-1])
     assert all(layer._deferred is None for layer in layers)  # restored after the loop
 
-    class PerStep(DeferredWeightGrads):
-        def __init__(self, layers):
-            super().__init__(layers)
-            self.active = False
-
-    monkeypatch.setattr(rssm_module, "DeferredWeightGrads", PerStep)
+    per_step_weight_grads()
     per_step, nodes = gradients()
     assert "_StashedLinearBackward" not in nodes
     for got, again, expected in zip(deferred, partial_first, per_step, strict=True):

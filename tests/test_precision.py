@@ -105,11 +105,10 @@ def test_unknown_precision_is_an_error():
         DreamerV3(SpaceEnv(spaces.Box(-1.0, 1.0, (5,), np.float32), spaces.Discrete(3)), precision="fp16")
 
 
-def test_deferred_weight_grads_under_bf16_autocast(monkeypatch):
+def test_deferred_weight_grads_under_bf16_autocast(per_step_weight_grads):
     """The filtering loop's deferred weight gradients under bfloat16 autocast: float32 gradients for
     the float32 weights, equal to the per-step ones up to bfloat16 rounding."""
-    from sb3_dreamer.common import rssm as rssm_module
-    from sb3_dreamer.common.networks import V3_STYLE, DeferredWeightGrads
+    from sb3_dreamer.common.networks import V3_STYLE
     from sb3_dreamer.common.rssm import RSSM
 
     th.manual_seed(0)
@@ -127,12 +126,7 @@ def test_deferred_weight_grads_under_bf16_autocast(monkeypatch):
 
     deferred = gradients()
 
-    class PerStep(DeferredWeightGrads):
-        def __init__(self, layers):
-            super().__init__(layers)
-            self.active = False
-
-    monkeypatch.setattr(rssm_module, "DeferredWeightGrads", PerStep)
+    per_step_weight_grads()
     for got, expected in zip(deferred, gradients(), strict=True):
         assert got.dtype == th.float32
         assert (got - expected).norm() <= 2e-2 * expected.norm()
