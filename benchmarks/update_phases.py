@@ -1,0 +1,118 @@
+"""Seconds per update and page faults per update, whole and split into its two phases.
+
+    python benchmarks/update_phases.py --config v3-S --inputs vector --precision fp32
+    python benchmarks/update_phases.py --tree ../before --config v2-atari   # another checkout's sb3_dreamer
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736 \\
+        python benchmarks/update_phases.py --config v3-S
+
+One process, one model (seed 0, replay filled with 1000 random steps as in ``throughput.py``):
+
+- **update**: the median of ``--updates`` calls of ``model.train(1, batch_size)`` after 2 warm-up
+  calls, and the minor page faults per call (``getrusage``);
+- **phases** (with ``--phases``): on one fixed batch, the world-model loss and its backward, then
+  the actor and critic losses in imagination and their backward (no optimizer step): medians of 7
+  after 2 warm-up, and the behaviour phase's page faults.
+
+Compare rows of one run only (alternate the checkouts or settings yourself): this machine's speed
+drifts by 10-30% within an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tree", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parser.add_argument("--config", default="v3-S")
+    parser.add_argument("--inputs", default="vector", choices=["native", "vector", "rgb"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16-mixed"])
+    parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--phases", action="store_true")
+    args = parser.parse_args()
+    tree = os.path.abspath(args.tree)
+    sys.path.insert(0, tree)
+    import torch as th
+
+    import sb3_dreamer
+
+    if not os.path.abspath(sb3_dreamer.__file__).startswith(tree):
+        raise SystemExit(f"sb3_dreamer imported from {sb3_dreamer.__file__}, not from {tree}")
+    th.set_num_threads(args.threads)
+    from throughput import build_model
+
+    model = build_model(args.config, args.inputs, "cpu", 1000, args.precision)
+    model.learn(1000)
+    label = f"{tree} {args.config} {args.inputs} {args.precision} (sb3_dreamer {sb3_dreamer.__version__})"
+
+    times = []
+    for i in range(2 + args.updates):
+        if i == 2:
+            faults = minor_faults()
+        start = time.perf_counter()
+        model.train(1, model.batch_size)
+        times.append(time.perf_counter() - start)
+    per_update = (minor_faults() - faults) // args.updates
+    print(f"{label}: update {statistics.median(times[2:]):.3f} s, {per_update} page faults per update", flush=True)
+    if args.phases:
+        phases(model, label)
+
+
+def phases(model, label: str) -> None:
+    import torch as th
+
+    from sb3_dreamer.common.behavior import behavior_losses
+
+    policy, world_model = model.policy, model.policy.world_model
+    th.manual_seed(0)
+    batch = model.replay_buffer.sample_sequences(model.batch_size, model.sequence_length)
+    world, behavior, faults = [], [], []
+    for i in range(9):
+        start = time.perf_counter()
+        with model.autocast():
+            loss, posterior, _ = world_model.loss(batch, model._kl_loss, model.discount_scale, model.reward_scale)
+        loss.backward()
+        middle, faults0 = time.perf_counter(), minor_faults()
+        with model.autocast():
+            actor_loss, critic_loss, _ = behavior_losses(
+                world_model,
+                policy.actor,
+                policy.critic,
+                policy.target_critic,
+                posterior,
+                batch.is_terminal,
+                model.imagination_horizon,
+                model.gamma,
+                model.return_lambda,
+                float(model.actor_grad_mix),
+                model.entropy_coef,
+                **model._behavior_options(),
+            )
+        (actor_loss + critic_loss).backward()
+        end = time.perf_counter()
+        for param in policy.parameters():
+            param.grad = None
+        if i >= 2:
+            world.append(middle - start)
+            behavior.append(end - middle)
+            faults.append(minor_faults() - faults0)
+    print(
+        f"{label}: world model {statistics.median(world):.3f} s, behaviour {statistics.median(behavior):.3f} s "
+        f"({int(statistics.median(faults))} page faults)",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
