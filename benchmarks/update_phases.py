@@ -11,7 +11,10 @@ One process, one model (seed 0, replay filled with 1000 random steps as in ``thr
   calls, and the minor page faults per call (``getrusage``);
 - **phases** (with ``--phases``): on one fixed batch, the world-model loss and its backward, then
   the actor and critic losses in imagination and their backward (no optimizer step): medians of 7
-  after 2 warm-up, and the behaviour phase's page faults.
+  after 2 warm-up, and the behaviour phase's page faults;
+- **optimizers** (with ``--optimizers``): the three optimizers' ``step()`` on the model's
+  parameters with fixed random gradients, for torch's per-tensor loop (``foreach=False``), its
+  ``foreach`` and its ``fused`` Adam: medians of 10 after 2 warm-up, each in turn, twice.
 
 Compare rows of one run only (alternate the checkouts or settings yourself): this machine's speed
 drifts by 10-30% within an hour.
@@ -40,6 +43,7 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--phases", action="store_true")
+    parser.add_argument("--optimizers", action="store_true")
     args = parser.parse_args()
     tree = os.path.abspath(args.tree)
     sys.path.insert(0, tree)
@@ -67,6 +71,38 @@ def main() -> None:
     print(f"{label}: update {statistics.median(times[2:]):.3f} s, {per_update} page faults per update", flush=True)
     if args.phases:
         phases(model, label)
+    if args.optimizers:
+        optimizer_steps(model, label)
+
+
+def optimizer_steps(model, label: str) -> None:
+    import torch as th
+
+    policy = model.policy
+    th.manual_seed(0)
+    for param in policy.parameters():
+        param.grad = th.randn_like(param) * 1e-3 if param.requires_grad else None
+    parts = [
+        (policy.world_model, policy.wm_optimizer),
+        (policy.actor, policy.actor_optimizer),
+        (policy.critic, policy.critic_optimizer),
+    ]
+    times: dict[str, list[float]] = {}
+    for implementation in ("foreach=False", "foreach", "fused") * 2:
+        kwargs = {"foreach": False} if implementation == "foreach=False" else {implementation: True}
+        optimizers = []
+        for module, optimizer in parts:
+            defaults = {k: v for k, v in optimizer.defaults.items() if k not in ("foreach", "fused")}
+            optimizers.append(type(optimizer)(module.parameters(), **defaults, **kwargs))
+        steps = []
+        for _ in range(12):
+            start = time.perf_counter()
+            for optimizer in optimizers:
+                optimizer.step()
+            steps.append(time.perf_counter() - start)
+        times.setdefault(implementation, []).append(statistics.median(steps[2:]))
+    shown = ", ".join(f"{k} {' / '.join(f'{t * 1e3:.1f}' for t in v)} ms" for k, v in times.items())
+    print(f"{label}: optimizer steps (3 optimizers, 2 rounds): {shown}", flush=True)
 
 
 def phases(model, label: str) -> None:
