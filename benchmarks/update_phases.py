@@ -14,7 +14,10 @@ One process, one model (seed 0, replay filled with 1000 random steps as in ``thr
   after 2 warm-up, and the behaviour phase's page faults;
 - **optimizers** (with ``--optimizers``): the three optimizers' ``step()`` on the model's
   parameters with fixed random gradients, for torch's per-tensor loop (``foreach=False``), its
-  ``foreach`` and its ``fused`` Adam: medians of 10 after 2 warm-up, each in turn, twice.
+  ``foreach`` and its ``fused`` Adam: medians of 10 after 2 warm-up, each in turn, twice;
+- **ops** (with ``--ops N``): one more update with every aten op timed (wall clock, a
+  ``TorchDispatchMode``): the time of matrix products (``mm``, ``addmm``, ``bmm``, convolutions)
+  against the rest, and the N ops, by name and input shapes, that took the longest.
 
 Compare rows of one run only (alternate the checkouts or settings yourself): this machine's speed
 drifts by 10-30% within an hour.
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--phases", action="store_true")
     parser.add_argument("--optimizers", action="store_true")
+    parser.add_argument("--ops", type=int, default=0, metavar="N")
     args = parser.parse_args()
     tree = os.path.abspath(args.tree)
     sys.path.insert(0, tree)
@@ -73,6 +77,48 @@ def main() -> None:
         phases(model, label)
     if args.optimizers:
         optimizer_steps(model, label)
+    if args.ops:
+        op_times(model, label, args.ops)
+
+
+def op_times(model, label: str, top: int) -> None:
+    from collections import defaultdict
+
+    import torch as th
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    times: dict[tuple, list] = defaultdict(lambda: [0, 0.0])
+
+    class Timed(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            start = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, th.Tensor))[:3]
+            entry = times[(str(func.overloadpacket.__name__), shapes)]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+            return out
+
+    start = time.perf_counter()
+    with Timed():
+        model.train(1, model.batch_size)
+    total = time.perf_counter() - start
+    products = ("mm", "addmm", "addmm_", "bmm", "convolution", "convolution_backward")
+    in_products = sum(t for (name, _), (_, t) in times.items() if name in products)
+    in_ops = sum(t for _, t in times.values())
+    print(
+        f"{label}: one timed update {total:.3f} s, in ops {in_ops:.3f} s, of which matrix products {in_products:.3f} s",
+        flush=True,
+    )
+    by_name: dict[str, float] = defaultdict(float)
+    for (name, _), (_, t) in times.items():
+        by_name[name] += t
+    print(
+        "  by op: "
+        + ", ".join(f"{n} {t * 1e3:.0f} ms" for n, t in sorted(by_name.items(), key=lambda kv: -kv[1])[:top])
+    )
+    for (name, shapes), (calls, t) in sorted(times.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"  {t * 1e3:7.1f} ms {calls:4d} x {name} {shapes}")
 
 
 def optimizer_steps(model, label: str) -> None:
