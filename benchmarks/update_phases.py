@@ -16,7 +16,7 @@ One process, one model (seed 0, replay filled with 1000 random steps as in ``thr
   parameters with fixed random gradients, for torch's per-tensor loop (``foreach=False``), its
   ``foreach`` and its ``fused`` Adam: medians of 10 after 2 warm-up, each in turn, twice;
 - **ops** (with ``--ops N``): one more update with every aten op timed (wall clock, a
-  ``TorchDispatchMode``): the time of matrix products (``mm``, ``addmm``, ``bmm``, convolutions)
+  ``TorchDispatchMode``): the time of matrix products (``mm``, ``addmm``, ``bmm``, ``mv``, convolutions)
   against the rest, and the N ops, by name and input shapes, that took the longest.
 
 Compare rows of one run only (alternate the checkouts or settings yourself): this machine's speed
@@ -75,10 +75,10 @@ def main() -> None:
     print(f"{label}: update {statistics.median(times[2:]):.3f} s, {per_update} page faults per update", flush=True)
     if args.phases:
         phases(model, label)
-    if args.optimizers:
-        optimizer_steps(model, label)
     if args.ops:
         op_times(model, label, args.ops)
+    if args.optimizers:  # last: its steps change the weights
+        optimizer_steps(model, label)
 
 
 def op_times(model, label: str, top: int) -> None:
@@ -103,7 +103,7 @@ def op_times(model, label: str, top: int) -> None:
     with Timed():
         model.train(1, model.batch_size)
     total = time.perf_counter() - start
-    products = ("mm", "addmm", "addmm_", "bmm", "convolution", "convolution_backward")
+    products = ("mm", "addmm", "addmm_", "bmm", "mv", "convolution", "convolution_backward")
     in_products = sum(t for (name, _), (_, t) in times.items() if name in products)
     in_ops = sum(t for _, t in times.values())
     print(
@@ -147,6 +147,8 @@ def optimizer_steps(model, label: str) -> None:
                 optimizer.step()
             steps.append(time.perf_counter() - start)
         times.setdefault(implementation, []).append(statistics.median(steps[2:]))
+    for param in policy.parameters():
+        param.grad = None
     shown = ", ".join(f"{k} {' / '.join(f'{t * 1e3:.1f}' for t in v)} ms" for k, v in times.items())
     print(f"{label}: optimizer steps (3 optimizers, 2 rounds): {shown}", flush=True)
 

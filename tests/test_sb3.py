@@ -170,7 +170,9 @@ def test_learn_accepts_floats(algo, total):
     ("policy_kwargs", "fused"),  # fused: of the world model's optimizer, then of the actor's and critic's
     [
         ({}, (True, True)),  # torch's fused Adam unless an implementation is chosen
+        ({"optimizer_class": torch.optim.AdamW}, (True, True)),
         ({"optimizer_kwargs": {"eps": 1e-5, "foreach": True}}, (None, None)),
+        ({"optimizer_kwargs": {"eps": 1e-5, "differentiable": True}}, (None, None)),  # fused would refuse it
         ({"world_model_optimizer_kwargs": {"fused": False}}, (False, True)),
         ({"optimizer_class": torch.optim.RMSprop}, (None, None)),  # other optimizers as they are
     ],
