@@ -19,7 +19,6 @@ from sb3_dreamer.common.distributions import (
     symexp,
     symlog,
     two_hot,
-    two_hot_cross_entropy,
     two_hot_nll,
     unimix_logits,
 )
@@ -60,34 +59,6 @@ def test_two_hot_nll_reads_only_the_two_weighted_bins():
     assert two_hot_nll(log_probs, x, bins)[0].item() == pytest.approx(
         -(0.8 * log_probs[0, 2] + 0.2 * log_probs[0, 3]).item(), rel=1e-6
     )
-
-
-def test_two_hot_cross_entropy_equals_the_dense_losses():
-    """One pass for several targets: the value and the logits' gradient equal the dense cross-entropies
-    against :func:`two_hot` of each target, weighted and summed (float64), in and out of range."""
-    th.manual_seed(0)
-    bins = th.tensor([0.0, 2.5, 5.0, 7.5, 10.0], dtype=th.float64)
-    logits = (3.0 * th.randn(2, 6, 5, dtype=th.float64)).requires_grad_()
-    x1 = th.tensor([[5.5, 7.5, 0.0, -3.0, 12.0, 9.99]] * 2, dtype=th.float64)
-    x2 = th.rand(2, 6, dtype=th.float64) * 14.0 - 2.0
-    upstream = th.randn(2, 6, dtype=th.float64)  # a weighted loss, as the critic's
-    log_probs = logits.log_softmax(-1)
-    dense = -(two_hot(x1, bins) * log_probs).sum(-1) - 0.3 * (two_hot(x2, bins) * log_probs).sum(-1)
-    (expected_grad,) = th.autograd.grad((upstream * dense).sum(), logits)
-    fused = two_hot_cross_entropy(logits, [(x1, 1.0), (x2, 0.3)], bins)
-    (grad,) = th.autograd.grad((upstream * fused).sum(), logits)
-    assert th.allclose(fused, dense, rtol=1e-12, atol=1e-12)
-    assert th.allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
-    # 5.5 alone: 0.8 on bin 2, 0.2 on bin 3 (seed 004's example)
-    alone = two_hot_cross_entropy(logits, [(x1, 1.0)], bins)[0, 0]
-    assert alone.item() == pytest.approx(-(0.8 * log_probs[0, 0, 2] + 0.2 * log_probs[0, 0, 3]).item(), rel=1e-12)
-    # bfloat16 logits are read in float32, and the head's nll with a second target is this sum
-    head = ScalarHead(4, 1, 8, V3_STYLE, bins=5)
-    out = head(th.randn(3, 4))
-    target, slow = th.randn(3), th.randn(3)
-    reference = head.nll(out, target) + 0.3 * head.nll(out, slow)
-    assert th.allclose(head.nll(out, target, (slow, 0.3)), reference, atol=1e-6)
-    assert two_hot_cross_entropy(out.bfloat16(), [(symlog(target), 1.0)], head.support).dtype == th.float32
 
 
 def test_two_hot_head_starts_at_zero_and_decodes_in_symlog_space():

@@ -297,11 +297,11 @@ def behavior_losses(
     actor_loss = -(weights * objective).mean()
     # V2 Eq. 5: 1/2 (v(s_t) - sg(V^lambda_t))^2;  V3 Eq. 10: -ln p(sg(V^lambda_t) | s_t), two-hot
     value_out = critic(policy_feats) if critic_out is None else critic_out
-    regularizer = []  # V3: + target_regularizer * -ln p(sg(v_slow(s_t)) | s_t), the slow critic's value
+    critic_nll = critic.nll(value_out, returns.detach())
     if target_regularizer > 0.0:
         with th.no_grad():
-            regularizer.append((target_critic.predict(policy_feats), target_regularizer))
-    critic_nll = critic.nll(value_out, returns.detach(), *regularizer)
+            target_value = target_critic.predict(policy_feats)
+        critic_nll = critic_nll + target_regularizer * critic.nll(value_out, target_value)
     critic_loss = (weights * critic_nll).mean()
     metrics = {
         "actor_loss": actor_loss.detach(),

@@ -170,39 +170,6 @@ def two_hot_nll(log_probs: th.Tensor, x: th.Tensor, bins: th.Tensor) -> th.Tenso
     return -((1.0 - w_above) * lp_below + w_above * lp_above)
 
 
-class _TwoHotCrossEntropy(th.autograd.Function):
-    """``sum_k weight_k (logsumexp(logits) - logits[index_k])`` per row, i.e. ``-sum_k weight_k
-    log_softmax(logits)[index_k]``, with the gradient ``softmax(logits) sum_k weight_k`` minus
-    ``weight_k`` at ``index_k``: no log-softmax tensor, and no dense gradient per gathered bin."""
-
-    @staticmethod
-    def forward(ctx, logits: th.Tensor, index: th.Tensor, weight: th.Tensor) -> th.Tensor:  # type: ignore[override]
-        lse = logits.logsumexp(-1, keepdim=True)
-        ctx.save_for_backward(logits, lse, index, weight)
-        return (weight * (lse - logits.gather(-1, index))).sum(-1)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor, None, None]:  # type: ignore[override]
-        logits, lse, index, weight = ctx.saved_tensors
-        grad = grad.unsqueeze(-1)
-        grad_logits = (logits - lse).exp_().mul_(grad * weight.sum(-1, keepdim=True))
-        return grad_logits.scatter_add_(-1, index, -(grad * weight)), None, None
-
-
-def two_hot_cross_entropy(logits: th.Tensor, targets: list[tuple[th.Tensor, float]], bins: th.Tensor) -> th.Tensor:
-    """``sum_j c_j two_hot_nll(log_softmax(logits), x_j, bins)`` for ``targets = [(x_j, c_j), ...]``
-    (DreamerV3 paper Eq. 10 for each target), in one pass over the bins; float32. The targets
-    are treated as constants (they carry no gradient)."""
-    parts = [(_two_hot_parts(x.detach(), bins), c) for x, c in targets]
-    index = th.stack([i for (below, above, _), _ in parts for i in (below, above)], -1)
-    weight = th.stack([w for (_, _, w_above), c in parts for w in (c * (1.0 - w_above), c * w_above)], -1)
-    if logits.dtype in (th.float16, th.bfloat16):
-        logits = logits.float()
-    with th.autocast(logits.device.type, enabled=False):
-        return _TwoHotCrossEntropy.apply(logits, index, weight.to(logits.dtype))
-
-
 def categorical_log_prob(logits: th.Tensor, one_hot: th.Tensor) -> th.Tensor:
     """log p(a) of a one-hot action under ``Categorical(logits)``."""
     return (logits.log_softmax(-1) * one_hot).sum(-1)

@@ -19,7 +19,7 @@ from sb3_dreamer.common.distributions import (
     bernoulli_nll,
     symexp,
     symlog,
-    two_hot_cross_entropy,
+    two_hot_nll,
     unit_gaussian_nll,
     unit_gaussian_nll_sum,
 )
@@ -380,16 +380,11 @@ class ScalarHead(nn.Module):
     def predict(self, feat: th.Tensor) -> th.Tensor:
         return self.mean(self(feat))
 
-    def nll(self, out: th.Tensor, target: th.Tensor, *more: tuple[th.Tensor, float]) -> th.Tensor:
-        """``-ln p(target)`` per element, from :meth:`forward`'s output (without constants), plus
-        ``-c ln p(x)`` for each ``(x, c)`` in ``more`` (a two-hot head reads its bins once for all)."""
+    def nll(self, out: th.Tensor, target: th.Tensor) -> th.Tensor:
+        """``-ln p(target)`` per element, from :meth:`forward`'s output (without constants)."""
         if not self.bins:
-            nll = unit_gaussian_nll(out, target)
-            for x, c in more:
-                nll = nll + c * unit_gaussian_nll(out, x)
-            return nll
-        targets = [(symlog(target), 1.0)] + [(symlog(x), c) for x, c in more]
-        return two_hot_cross_entropy(out, targets, self.support)
+            return unit_gaussian_nll(out, target)
+        return two_hot_nll(out.log_softmax(-1), symlog(target), self.support)
 
     def zero_output_(self) -> None:
         """Zero the output layer of a two-hot head (called after the global initialisation)."""
