@@ -162,8 +162,8 @@ class DreamerPolicy(BasePolicy):
 
     def _with_implementation(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``fused=True`` for torch's Adam and AdamW unless ``kwargs`` picks an implementation: one
-        kernel per step over all tensors, the same update up to rounding, about 3x faster than the per-tensor loop
-        torch runs on CPU by default (under 1% of a DreamerV3 S update on CPU)."""
+        kernel per step over all tensors, the same update up to rounding, about 3x faster than the
+        per-tensor loop torch runs on CPU by default (under 1% of a DreamerV3 S update on CPU)."""
         chosen = {"fused", "foreach", "differentiable", "capturable"} & set(kwargs)
         if self.optimizer_class in (th.optim.Adam, th.optim.AdamW) and not chosen:
             return {**kwargs, "fused": True}
