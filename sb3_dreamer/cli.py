@@ -84,18 +84,35 @@ def main(argv: list[str] | None = None) -> None:
         "and meta.json there. See docs/compare.md.",
     )
     c.add_argument("--env", nargs="+", required=True, help="gymnasium ids, e.g. MinAtar/Breakout-v1")
-    c.add_argument("--algo", nargs="+", default=["dreamerv2", "dqn"], help="dreamerv2, dreamerv3, dqn, dqn-sb3, qrdqn")
+    c.add_argument(
+        "--algo",
+        nargs="+",
+        default=["dreamerv2", "dqn"],
+        help="dreamerv2, dreamerv3, dqn, dqn-sb3, qrdqn; a variant adds constructor arguments, e.g. "
+        "'dreamerv2(train_freq=8)'",
+    )
     c.add_argument("--steps", type=float, default=100_000, help="budget in env steps per run")
     c.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. n-1)")
     c.add_argument("--seed-list", type=int, nargs="+", default=None, help="explicit seeds (instead of --seeds)")
     c.add_argument("--out", default="results", help="output folder (finished runs in it are skipped)")
     c.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (default steps/20)")
     c.add_argument("--eval-episodes", type=int, default=10)
-    c.add_argument("--dreamer-size", default="default", help="DreamerV2 size: default, small, atari or tiny")
-    c.add_argument("--dreamerv3-size", default="S", help="DreamerV3 model_size: XXS, XS, S, M, L or XL")
+    c.add_argument(
+        "--dreamer-size",
+        default=None,
+        help="DreamerV2 size (default, small, atari, tiny) or preset (minatar-100k); default: the minatar-100k "
+        "preset for budgets up to 1M steps, else default",
+    )
+    c.add_argument(
+        "--dreamerv3-size",
+        default=None,
+        help="DreamerV3 model_size (XXS, XS, S, M, L, XL) or preset (minatar-100k); default: the minatar-100k "
+        "preset for budgets up to 1M steps, else S",
+    )
     c.add_argument("--device", default="auto", help="torch device for every run: auto, cpu, cuda")
     c.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores / jobs)")
     c.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
+    c.add_argument("--save-models", action="store_true", help="keep each run's trained model in OUT/models/")
     args = parser.parse_args(argv)
     if args.command == "compare":
         from sb3_dreamer.compare import compare
@@ -113,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             threads=args.threads,
             jobs=args.jobs,
+            save_models=args.save_models,
             command=" ".join(["sb3-dreamer", *(argv if argv is not None else sys.argv[1:])]),
         )
         return

@@ -29,12 +29,15 @@ same folder is an error.
 
 from __future__ import annotations
 
+import ast
 import csv
 import datetime
+import inspect
 import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +67,8 @@ CSV_COLUMNS = (
     "env_step",
     "eval_return_mean",
     "eval_return_std",
+    "eval_sampled_return_mean",
+    "eval_sampled_return_std",
     "eval_episodes",
     "train_return_mean",
     "train_episodes",
@@ -88,26 +93,43 @@ def warmup_steps(steps: int) -> int:
     return minatar_dqn_schedule(steps)[0]
 
 
-def _dreamerv2_kwargs(steps: int, sizes: dict[str, str]) -> dict[str, Any]:
-    from sb3_dreamer.dreamer_v2.sizes import SIZES
+#: Budgets up to this many env steps use the Dreamers' ``minatar-100k`` preset when no size is given.
+SMALL_BUDGET = 1_000_000
 
-    size = sizes.get("dreamerv2", "default")
+
+def default_size(algo: str, steps: int) -> str:
+    """The DreamerV2 size or preset (``algo="dreamerv2"``) or the DreamerV3 ``model_size`` or preset
+    ``compare`` uses when none is given: the ``minatar-100k`` preset for budgets up to
+    :data:`SMALL_BUDGET` env steps, else the class defaults (``default``, ``S``)."""
+    if steps <= SMALL_BUDGET:
+        return "minatar-100k"
+    return "default" if algo == "dreamerv2" else "S"
+
+
+def _dreamerv2_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
+    from sb3_dreamer.dreamer_v2.sizes import PRESETS, SIZES
+
+    size = sizes.get("dreamerv2") or default_size("dreamerv2", steps)
+    if size in PRESETS:
+        return {"preset": size, "learning_starts": warmup_steps(steps)}
     if size not in SIZES:
-        raise ValueError(f"Unknown DreamerV2 size {size!r}; choose from {sorted(SIZES)}.")
+        raise ValueError(f"Unknown DreamerV2 size or preset {size!r}; choose from {sorted({*SIZES, *PRESETS})}.")
     kwargs, policy_kwargs = SIZES[size]
     return {**kwargs, "policy_kwargs": dict(policy_kwargs), "learning_starts": warmup_steps(steps)}
 
 
-def _dreamerv3_kwargs(steps: int, sizes: dict[str, str]) -> dict[str, Any]:
-    from sb3_dreamer.dreamer_v3.sizes import SIZES
+def _dreamerv3_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
+    from sb3_dreamer.dreamer_v3.sizes import PRESETS, SIZES
 
-    size = sizes.get("dreamerv3", "S")
+    size = sizes.get("dreamerv3") or default_size("dreamerv3", steps)
+    if size in PRESETS:
+        return {"preset": size, "learning_starts": warmup_steps(steps)}
     if size not in SIZES:
-        raise ValueError(f"Unknown DreamerV3 size {size!r}; choose from {list(SIZES)}.")
+        raise ValueError(f"Unknown DreamerV3 size or preset {size!r}; choose from {[*SIZES, *PRESETS]}.")
     return {"model_size": size, "learning_starts": warmup_steps(steps)}
 
 
-def _dqn_kwargs(steps: int, sizes: dict[str, str]) -> dict[str, Any]:
+def _dqn_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
     from sb3_dreamer.presets import minatar_dqn_kwargs
 
     return minatar_dqn_kwargs(steps)
@@ -120,12 +142,10 @@ class Algorithm:
     label: str
     make_class: Callable[[], type[BaseAlgorithm]]
     policy: str
-    kwargs: Callable[[int, dict[str, str]], dict[str, Any]]  # (steps, model sizes by algorithm) -> kwargs
+    kwargs: Callable[[int, dict[str, str | None]], dict[str, Any]]  # (steps, model sizes by algorithm) -> kwargs
     description: str
-
-    def build(self, env: VecEnv, steps: int, sizes: dict[str, str], seed: int, device: str) -> BaseAlgorithm:
-        cls = self.make_class()
-        return cls(self.policy, env, seed=seed, device=device, verbose=0, **self.kwargs(steps, sizes))
+    #: Also evaluated with sampled actions (the Dreamers: their actor is a stochastic policy)
+    sampled_eval: bool = False
 
 
 def _dreamerv2_class() -> type[BaseAlgorithm]:
@@ -159,15 +179,18 @@ ALGORITHMS: dict[str, Algorithm] = {
         _dreamerv2_class,
         "MlpPolicy",
         _dreamerv2_kwargs,
-        "sb3_dreamer.DreamerV2 at the chosen --dreamer-size, learning_starts = warmup_steps(steps)",
+        "sb3_dreamer.DreamerV2 at the chosen --dreamer-size (size or preset; default: default_size(...)), "
+        "learning_starts = warmup_steps(steps)",
+        sampled_eval=True,
     ),
     "dreamerv3": Algorithm(
         "DreamerV3",
         _dreamerv3_class,
         "MlpPolicy",
         _dreamerv3_kwargs,
-        "sb3_dreamer.DreamerV3 at the chosen --dreamerv3-size (model_size), its default train_ratio, "
+        "sb3_dreamer.DreamerV3 at the chosen --dreamerv3-size (model_size or preset; default: default_size(...)), "
         "learning_starts = warmup_steps(steps)",
+        sampled_eval=True,
     ),
     "dqn": Algorithm(
         "DQN (MinAtar paper)",
@@ -195,12 +218,80 @@ ALGORITHMS: dict[str, Algorithm] = {
 BASELINES = ("dqn", "dqn-sb3", "qrdqn")
 
 
+def parse_algo(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"dreamerv2(train_freq=8, policy_kwargs={'layer_norm': False})"`` -> ``("dreamerv2", {...})``.
+
+    An ``--algo`` entry is a name from :data:`ALGORITHMS`, optionally followed by constructor
+    arguments in Python call syntax with literal values: a variant that changes those arguments
+    and nothing else (``policy_kwargs`` are merged key by key into the algorithm's own).
+    """
+    spec = spec.strip()
+    if "(" not in spec:
+        base, overrides = spec, {}
+    else:
+        base, rest = spec[: spec.index("(")].strip(), spec[spec.index("(") :]
+        try:
+            call = ast.parse(f"variant{rest}", mode="eval").body
+            if not isinstance(call, ast.Call) or call.args:
+                raise ValueError("only keyword arguments are allowed")
+            overrides = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg is not None}
+            if len(overrides) != len(call.keywords):
+                raise ValueError("** is not allowed")
+        except (SyntaxError, ValueError) as error:
+            raise ValueError(
+                f"Cannot read the algorithm variant {spec!r} ({error}); write NAME(key=value, ...) with literal "
+                'values, e.g. "dreamerv2(train_freq=8)".'
+            ) from error
+    if base not in ALGORITHMS:
+        raise ValueError(f"Unknown algorithm {base!r} in {spec!r}; choose from {list(ALGORITHMS)}.")
+    return base, overrides
+
+
+def algorithm_kwargs(spec: str, steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
+    """The constructor arguments ``compare`` passes for ``spec`` (see :func:`parse_algo`)."""
+    from sb3_dreamer.common.presets import merge_policy_kwargs
+
+    base, overrides = parse_algo(spec)
+    kwargs = ALGORITHMS[base].kwargs(steps, sizes)
+    for key, value in overrides.items():
+        if key == "policy_kwargs" and isinstance(value, dict):
+            kwargs[key] = merge_policy_kwargs(kwargs.get(key), value)
+        else:
+            kwargs[key] = value
+    if overrides:  # fail before any run starts, naming the arguments the class does not take
+        accepted = inspect.signature(ALGORITHMS[base].make_class().__init__).parameters
+        unknown = sorted(set(overrides) - set(accepted))
+        if unknown:
+            raise ValueError(f"{spec!r}: {ALGORITHMS[base].make_class().__name__} takes no argument(s) {unknown}.")
+    return kwargs
+
+
+def algo_label(spec: str) -> str:
+    """A readable name for tables and plots: the algorithm's label, then the variant's arguments."""
+    base, overrides = parse_algo(spec)
+    label = ALGORITHMS[base].label
+    return f"{label} {spec[spec.index('(') :]}" if overrides else label
+
+
+def build_model(spec: str, env: VecEnv, steps: int, sizes: dict[str, str | None], seed: int, device: str) -> Any:
+    algorithm = ALGORITHMS[parse_algo(spec)[0]]
+    cls = algorithm.make_class()
+    return cls(algorithm.policy, env, seed=seed, device=device, verbose=0, **algorithm_kwargs(spec, steps, sizes))
+
+
 # --------------------------------------------------------------------------------------------- one run
 
 
 class EvaluationCallback(BaseCallback):
-    """Evaluates greedily at step 0, every ``eval_freq`` steps and at the end of training, and
-    collects the training episodes' returns in between; each row is written to ``partial_path``."""
+    """Evaluates at step 0, every ``eval_freq`` steps and at the end of training, and collects the
+    training episodes' returns in between; each row is written to ``partial_path``.
+
+    Every evaluation runs ``eval_episodes`` greedy episodes (``deterministic=True``: for DQN its
+    argmax, for the Dreamers the modes of the actor and of the posterior) and, with ``sampled``,
+    as many episodes with sampled actions and latents (the policy the Dreamers learn; danijar's
+    DreamerV3 evaluates it so). With ``checkpoint`` (a callable that saves the run), the run is
+    checkpointed at the first rollout start after each evaluation but the last.
+    """
 
     def __init__(
         self,
@@ -211,20 +302,49 @@ class EvaluationCallback(BaseCallback):
         row_prefix: dict[str, Any],
         partial_path: str | None = None,
         log: Callable[[str], None] | None = None,
+        sampled: bool = False,
+        checkpoint: Callable[[EvaluationCallback], None] | None = None,
     ) -> None:
         super().__init__()
         self.eval_env, self.eval_freq, self.eval_episodes, self.steps = eval_env, eval_freq, eval_episodes, steps
         self.row_prefix, self.partial_path, self.log = row_prefix, partial_path, log
+        self.sampled, self.checkpoint = sampled, checkpoint
         self.rows: list[dict[str, Any]] = []
         self.train_returns: list[float] = []
         self.next_eval = 0
         self.start = 0.0
         self.eval_seconds = 0.0
+        self.resumed_elapsed: float | None = None  # set by resume(): wall seconds before the interruption
+        self._checkpoint_due = False
+
+    # -- what a checkpoint keeps -----------------------------------------------------------------
+    def progress(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "train_returns": self.train_returns,
+            "next_eval": self.next_eval,
+            "eval_seconds": self.eval_seconds,
+            "elapsed": time.perf_counter() - self.start,
+        }
+
+    def resume(self, progress: dict[str, Any]) -> None:
+        self.rows, self.train_returns = list(progress["rows"]), list(progress["train_returns"])
+        self.next_eval, self.eval_seconds = progress["next_eval"], progress["eval_seconds"]
+        self.resumed_elapsed = progress["elapsed"]
 
     def _on_training_start(self) -> None:
+        if self.resumed_elapsed is not None:  # continuing a checkpointed run: its clock and rows go on
+            self.start = time.perf_counter() - self.resumed_elapsed
+            return
         self.start = time.perf_counter()
         self._evaluate(0)
         self.next_eval = self.eval_freq
+
+    def _on_rollout_start(self) -> None:
+        # every transition so far is stored and the previous update is done: a consistent point
+        if self._checkpoint_due and self.checkpoint is not None and self.num_timesteps < self.steps:
+            self.checkpoint(self)
+        self._checkpoint_due = False
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -240,38 +360,50 @@ class EvaluationCallback(BaseCallback):
         if self.rows[-1]["env_step"] != self.num_timesteps:
             self._evaluate(self.num_timesteps)
 
+    def _episodes(self, deterministic: bool) -> list[float]:
+        returns, _ = evaluate_policy(
+            self.model, self.eval_env, self.eval_episodes, deterministic=deterministic, return_episode_rewards=True
+        )
+        return [float(r) for r in returns]
+
     def _evaluate(self, step: int) -> None:
         began = time.perf_counter()
-        returns, _ = evaluate_policy(
-            self.model, self.eval_env, self.eval_episodes, deterministic=True, return_episode_rewards=True
-        )
+        returns = self._episodes(deterministic=True)
+        sampled = self._episodes(deterministic=False) if self.sampled else []
         self.eval_seconds += time.perf_counter() - began
         train = self.train_returns
+        nan = float("nan")
         row = {
             **self.row_prefix,
             "env_step": step,
             "eval_return_mean": float(np.mean(returns)),
             "eval_return_std": float(np.std(returns)),
+            "eval_sampled_return_mean": float(np.mean(sampled)) if sampled else nan,
+            "eval_sampled_return_std": float(np.std(sampled)) if sampled else nan,
             "eval_episodes": len(returns),
-            "train_return_mean": float(np.mean(train)) if train else float("nan"),
+            "train_return_mean": float(np.mean(train)) if train else nan,
             "train_episodes": len(train),
             "wall_seconds": time.perf_counter() - self.start,
             "eval_seconds": self.eval_seconds,
         }
         self.train_returns = []
         self.rows.append(row)
+        self._checkpoint_due = True
         if self.partial_path is not None:
             write_csv(self.partial_path, self.rows)
         if self.log is not None:
             train_text = f"{row['train_return_mean']:.2f} ({len(train)} ep)" if train else "-"
+            sampled_text = f", sampled {row['eval_sampled_return_mean']:.2f}" if sampled else ""
             self.log(
                 f"step {step:>{len(str(self.steps))}}/{self.steps}: eval {row['eval_return_mean']:.2f} "
-                f"+- {row['eval_return_std']:.2f}, train {train_text}, {row['wall_seconds']:.0f} s"
+                f"+- {row['eval_return_std']:.2f}{sampled_text}, train {train_text}, {row['wall_seconds']:.0f} s"
             )
 
 
 def run_name(env_id: str, algo: str, seed: int) -> str:
-    return f"{env_id.replace('/', '-')}__{algo}__seed{seed}"
+    """The file name of a run; a variant's arguments (see :func:`parse_algo`) become ``_``-separated."""
+    algo_part = re.sub(r"[^A-Za-z0-9.=+-]+", "_", algo).strip("_")
+    return f"{env_id.replace('/', '-')}__{algo_part}__seed{seed}"
 
 
 def write_csv(path: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -314,15 +446,23 @@ def run_one(
     eval_freq: int,
     eval_episodes: int,
     out: str,
-    dreamer_size: str = "default",
+    dreamer_size: str | None = None,
     device: str = "auto",
     threads: int | None = None,
-    dreamerv3_size: str = "S",
+    dreamerv3_size: str | None = None,
+    checkpoints: bool = True,
+    save_model: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate one (env, algorithm, seed) and write ``out/runs/<name>.csv``.
 
-    Returns a record for ``meta.json`` (device, hardware, wall time).
+    With ``checkpoints``, the run is checkpointed after every evaluation in
+    ``out/checkpoints/<name>.ckpt`` (:mod:`sb3_dreamer.run_checkpoint`), and a run that finds its
+    checkpoint continues from it exactly as if it had not been interrupted; the checkpoint is
+    deleted when the run finishes. With ``save_model``, the trained model is kept as
+    ``out/models/<name>.zip``. Returns a record for ``meta.json`` (device, hardware, wall time).
     """
+    from sb3_dreamer import run_checkpoint
+
     register_envs()
     if threads is not None:
         th.set_num_threads(threads)
@@ -330,21 +470,53 @@ def run_one(
     runs_dir = os.path.join(out, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     partial = os.path.join(runs_dir, f"{name}.partial.csv")
+    checkpoint_path = os.path.join(out, "checkpoints", f"{name}.ckpt")
 
     def log(message: str) -> None:
         print(f"[{env_id} {algo} seed {seed}] {message}", flush=True)
 
-    env = _vec_env(env_id, 1)
-    eval_env = _vec_env(env_id, min(eval_episodes, 16))
-    eval_env.seed(seed + EVAL_SEED_OFFSET)
     sizes = {"dreamerv2": dreamer_size, "dreamerv3": dreamerv3_size}
-    model = ALGORITHMS[algo].build(env, steps, sizes, seed, device)
+    identity = {
+        "sb3-dreamer": versions()["sb3-dreamer"],
+        "run": [env_id, algo, seed, steps, eval_freq, eval_episodes],
+        "kwargs": _jsonable(algorithm_kwargs(algo, steps, sizes)),
+    }
+    record = run_checkpoint.read_checkpoint(checkpoint_path, identity) if checkpoints else None
+    algorithm = ALGORITHMS[parse_algo(algo)[0]]
+    if record is not None:
+        model, env, eval_env, progress = run_checkpoint.restore(record, algorithm.make_class(), device)
+        log(f"resuming from the checkpoint at step {model.num_timesteps}")
+    else:
+        env = _vec_env(env_id, 1)
+        eval_env = _vec_env(env_id, min(eval_episodes, 16))
+        eval_env.seed(seed + EVAL_SEED_OFFSET)
+        model = build_model(algo, env, steps, sizes, seed, device)
+
+    def save(callback: EvaluationCallback) -> None:
+        run_checkpoint.save_checkpoint(checkpoint_path, model, env, eval_env, callback.progress(), identity)
+
     callback = EvaluationCallback(
-        eval_env, eval_freq, eval_episodes, steps, {"env": env_id, "algo": algo, "seed": seed}, partial, log
+        eval_env,
+        eval_freq,
+        eval_episodes,
+        steps,
+        {"env": env_id, "algo": algo, "seed": seed},
+        partial,
+        log,
+        sampled=algorithm.sampled_eval,
+        checkpoint=save if checkpoints else None,
     )
-    model.learn(steps, callback=callback)
+    if record is not None:
+        callback.resume(progress)
+        model.learn(steps - model.num_timesteps, callback=callback, reset_num_timesteps=False)
+    else:
+        model.learn(steps, callback=callback)
+    if save_model:
+        model.save(os.path.join(out, "models", f"{name}.zip"))
     write_csv(os.path.join(runs_dir, f"{name}.csv"), callback.rows)
     os.remove(partial)
+    if os.path.exists(checkpoint_path):
+        os.remove(checkpoint_path)
     env.close()
     eval_env.close()
     return {
@@ -427,6 +599,16 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     return repr(value)
+
+
+def _presets_used(kwargs: dict[str, Any], algo: str) -> dict[str, Any]:
+    """The arguments of the preset a run uses (for ``meta.json``), or ``{}``."""
+    from sb3_dreamer.dreamer_v2.sizes import PRESETS as V2_PRESETS
+    from sb3_dreamer.dreamer_v3.sizes import PRESETS as V3_PRESETS
+
+    name = kwargs.get("preset")
+    presets = {"dreamerv2": V2_PRESETS, "dreamerv3": V3_PRESETS}.get(parse_algo(algo)[0], {})
+    return {name: _jsonable(presets[name])} if name in presets else {}
 
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
@@ -528,33 +710,40 @@ def summarize(out: str, envs: Sequence[str] = (), algos: Sequence[str] = ()) -> 
             seeds = runs.get((env_id, algo))
             if not seeds:
                 continue
-            finals = [rows[-1]["eval_return_mean"] for rows in seeds.values()]
-            aucs = [
-                area_under_curve([r["env_step"] for r in rows], [r["eval_return_mean"] for r in rows])
-                for rows in seeds.values()
-            ]
+            curves = {
+                kind: [
+                    ([r["env_step"] for r in rows], [r.get(column, math.nan) for r in rows]) for rows in seeds.values()
+                ]
+                for kind, column in (("", "eval_return_mean"), ("_sampled", "eval_sampled_return_mean"))
+            }
             minutes = [(rows[-1]["wall_seconds"] - rows[-1]["eval_seconds"]) / 60 for rows in seeds.values()]
-            records.append(
-                {
-                    "env": env_id,
-                    "algo": algo,
-                    "seeds": sorted(seeds),
-                    "steps": int(next(iter(seeds.values()))[-1]["env_step"]),
-                    "final": mean_interval(finals),
-                    "auc": mean_interval(aucs),
-                    "train_minutes": mean_interval(minutes),
-                }
-            )
+            record = {
+                "env": env_id,
+                "algo": algo,
+                "seeds": sorted(seeds),
+                "steps": int(next(iter(seeds.values()))[-1]["env_step"]),
+                "train_minutes": mean_interval(minutes),
+            }
+            for kind, runs_xy in curves.items():  # greedy ("final", "auc"), sampled ("final_sampled", ...)
+                finals = [y[-1] for _, y in runs_xy]
+                if all(math.isfinite(v) for _, y in runs_xy for v in y):
+                    record[f"final{kind}"] = mean_interval(finals)
+                    record[f"auc{kind}"] = mean_interval([area_under_curve(x, y) for x, y in runs_xy])
+                else:  # not evaluated that way (DQN: greedy only), or runs made before sampled evaluation
+                    record[f"final{kind}"] = record[f"auc{kind}"] = (math.nan, math.nan, math.nan)
+            records.append(record)
     for record in records:
         baseline = next(
             (r for name in BASELINES for r in records if r["env"] == record["env"] and r["algo"] == name), None
         )
         record["baseline"] = baseline["algo"] if baseline is not None and baseline is not record else None
-        for key in ("final", "auc", "train_minutes"):
+        for key in ("final", "auc", "final_sampled", "auc_sampled", "train_minutes"):
             ratio = float("nan")
             # a ratio of means is only meaningful against a positive baseline; otherwise "n/a"
-            if record["baseline"] is not None and baseline[key][0] > 0:
-                ratio = record[key][0] / baseline[key][0]
+            # (the baseline's greedy figure: DQN is evaluated greedily, as SB3's evaluate_policy does)
+            base_key = key.replace("_sampled", "")
+            if record["baseline"] is not None and baseline[base_key][0] > 0:
+                ratio = record[key][0] / baseline[base_key][0]
             record[f"{key}_ratio"] = ratio
     return records
 
@@ -571,22 +760,25 @@ def _fmt_interval(stat: tuple[float, float, float], digits: int = 2) -> str:
 
 
 def summary_table(records: Sequence[dict[str, Any]], random: dict[str, list[float]] | None = None) -> str:
-    """The summary as a markdown table (also printed by the command line)."""
+    """The summary as a markdown table (also printed by the command line). "greedy" is the
+    deterministic policy, "sampled" the stochastic one (the Dreamers only); ratios divide by the
+    baseline's greedy figure."""
     lines = [
-        "| Game | Algorithm | Seeds | Final eval return | AUC (mean eval return) | Train minutes | Random policy "
-        "| Ratio vs baseline: final / AUC / time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Game | Algorithm | Seeds | Final return, greedy | Final return, sampled | AUC, greedy | AUC, sampled "
+        "| Train minutes | Random policy | Ratio vs baseline: final greedy / sampled, AUC greedy / sampled, time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         rand = random.get(r["env"]) if random else None
         ratio = "-"
         if r["baseline"] is not None:
             ratio = (
-                f"{_fmt(r['final_ratio'])} / {_fmt(r['auc_ratio'])} / {_fmt(r['train_minutes_ratio'])} "
-                f"(vs {r['baseline']})"
+                f"{_fmt(r['final_ratio'])} / {_fmt(r['final_sampled_ratio'])}, {_fmt(r['auc_ratio'])} / "
+                f"{_fmt(r['auc_sampled_ratio'])}, {_fmt(r['train_minutes_ratio'])} (vs {r['baseline']})"
             )
         lines.append(
-            f"| {r['env']} | {r['algo']} | {len(r['seeds'])} | {_fmt_interval(r['final'])} | {_fmt_interval(r['auc'])} "
+            f"| {r['env']} | {r['algo']} | {len(r['seeds'])} | {_fmt_interval(r['final'])} "
+            f"| {_fmt_interval(r['final_sampled'])} | {_fmt_interval(r['auc'])} | {_fmt_interval(r['auc_sampled'])} "
             f"| {_fmt_interval(r['train_minutes'], 2)} | {_fmt(rand[0]) if rand else 'n/a'} | {ratio} |"
         )
     return "\n".join(lines)
@@ -598,10 +790,13 @@ def _describe_hardware(run: dict[str, Any]) -> str:
 
 
 def _describe_sizes(protocol: dict[str, Any], meta: dict[str, Any]) -> str:
-    text = f"DreamerV2 size: `{protocol['dreamer_size']}`"
+    text = f"DreamerV2 size or preset: `{protocol['dreamer_size']}`"
     v3 = meta.get("algorithms", {}).get("dreamerv3")
     if v3 is not None:
-        text += f"; DreamerV3 size: `{v3['kwargs'].get('model_size')}`"
+        text += f"; DreamerV3 size or preset: `{v3['kwargs'].get('preset') or v3['kwargs'].get('model_size')}`"
+    presets = {k: v for a in meta.get("algorithms", {}).values() for k, v in a.get("presets", {}).items()}
+    if presets:
+        text += " (presets as in `meta.json`, `algorithms`)"
     return text
 
 
@@ -616,11 +811,14 @@ Produced by `sb3-dreamer compare` (sb3-dreamer {meta["versions"].get("sb3-dreame
 - Budget: {protocol["steps"]} env steps per run; seeds per row as listed (training env and algorithm seeded
   with the seed, the evaluation env with seed + {EVAL_SEED_OFFSET}).
 - Evaluation: every {protocol["eval_freq"]} env steps (and at 0 and the end), {protocol["eval_episodes"]} episodes with
-  greedy (deterministic) actions on the separate evaluation env. Env wrappers: {", ".join(protocol["wrappers"])}.
+  greedy (deterministic) actions on the separate evaluation env, and for the Dreamers as many with sampled actions
+  and latents ("sampled": the stochastic policy they learn; DQN's greedy policy is the one it learns). Env
+  wrappers: {", ".join(protocol["wrappers"])}.
 - Final eval return: the last evaluation, mean over seeds and 95% t-interval [low, high].
 - AUC: area under the evaluation curve divided by the budget (the mean evaluation return over the run).
 - Train minutes: wall time per run with evaluation time excluded, mean over seeds.
-- Ratio: this row's mean divided by the baseline's ({", ".join(BASELINES)}, first present) for the same game.
+- Ratio: this row's mean divided by the baseline's greedy mean ({", ".join(BASELINES)}, first present) for the
+  same game.
 - Random policy: uniformly random actions, {RANDOM_EPISODES} episodes.
 - {_describe_sizes(protocol, meta)}. Hardware: {"; ".join(hardware_lines) or "n/a"}.
 
@@ -633,6 +831,13 @@ Commands:
     with open(os.path.join(out, "summary.md"), "w") as file:
         file.write(text)
     return text
+
+
+def _label(algo: str) -> str:
+    try:
+        return algo_label(algo)
+    except ValueError:  # a run of an algorithm this version does not know
+        return algo
 
 
 def plot_curves(out: str, random: dict[str, list[float]] | None = None, envs: Sequence[str] = ()) -> str:
@@ -658,14 +863,18 @@ def plot_curves(out: str, random: dict[str, list[float]] | None = None, envs: Se
                 continue
             length = min(len(rows) for rows in seeds.values())
             x = np.array([r["env_step"] for r in next(iter(seeds.values()))[:length]])
-            stats = [mean_interval([rows[i]["eval_return_mean"] for rows in seeds.values()]) for i in range(length)]
-            mean, low, high = np.array(stats).T
             color = colors[k % len(colors)]
-            ax.plot(
-                x, mean, color=color, label=f"{ALGORITHMS[algo].label if algo in ALGORITHMS else algo} ({len(seeds)})"
-            )
-            if len(seeds) > 1:
-                ax.fill_between(x, low, high, color=color, alpha=0.2)
+            for column, style, suffix in (
+                ("eval_return_mean", "-", ""),
+                ("eval_sampled_return_mean", "--", ", sampled"),
+            ):
+                values = [[rows[i].get(column, math.nan) for rows in seeds.values()] for i in range(length)]
+                if not all(math.isfinite(v) for step in values for v in step):
+                    continue  # not evaluated that way
+                mean, low, high = np.array([mean_interval(step) for step in values]).T
+                ax.plot(x, mean, style, color=color, label=f"{_label(algo)}{suffix} ({len(seeds)})")
+                if len(seeds) > 1:
+                    ax.fill_between(x, low, high, color=color, alpha=0.15)
         if random and env_id in random:
             ax.axhline(random[env_id][0], color="grey", linestyle="--", linewidth=1, label="random policy")
         ax.set_title(env_id)
@@ -675,7 +884,9 @@ def plot_curves(out: str, random: dict[str, list[float]] | None = None, envs: Se
         ax.legend(fontsize=7)
     for index in range(len(env_order), rows_ * cols):
         axes[index // cols][index % cols].axis("off")
-    fig.suptitle("Greedy evaluation return: mean over seeds, 95% t-interval band", fontsize=10)
+    fig.suptitle(
+        "Evaluation return (solid: greedy, dashed: sampled): mean over seeds, 95% t-interval band", fontsize=10
+    )
     fig.tight_layout()
     path = os.path.join(out, "curves.png")
     fig.savefig(path, dpi=120)
@@ -694,30 +905,38 @@ def compare(
     out: str = "results",
     eval_freq: int | None = None,
     eval_episodes: int = 10,
-    dreamer_size: str = "default",
+    dreamer_size: str | None = None,
     device: str = "auto",
     threads: int | None = None,
     jobs: int = 1,
     command: str | None = None,
-    dreamerv3_size: str = "S",
+    dreamerv3_size: str | None = None,
+    save_models: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every (env, algorithm, seed) not already finished in ``out``, then write ``summary.md``,
     ``curves.png`` and ``meta.json``; returns the summary records (see :func:`summarize`).
 
     :param envs: Gymnasium ids (MinAtar ids get the shared wrappers of :func:`sb3_dreamer.envs.make_env`).
-    :param algos: names from :data:`ALGORITHMS`.
+    :param algos: names from :data:`ALGORITHMS`, each optionally with constructor arguments that make
+        a variant, e.g. ``"dreamerv2(train_freq=8)"`` (:func:`parse_algo`).
     :param steps: budget in env steps per run.
     :param seeds: a number of seeds (``0 .. n-1``) or the seeds themselves.
     :param out: output folder; finished runs in it are skipped.
     :param eval_freq: env steps between evaluations (default: ``steps // 20``).
     :param eval_episodes: greedy evaluation episodes per evaluation.
-    :param dreamer_size: DreamerV2 size from :data:`sb3_dreamer.dreamer_v2.sizes.SIZES`.
-    :param dreamerv3_size: DreamerV3 ``model_size`` from :data:`sb3_dreamer.dreamer_v3.SIZES`
+    :param dreamer_size: DreamerV2 size from :data:`sb3_dreamer.dreamer_v2.sizes.SIZES` or preset
+        from its ``PRESETS``; ``None``: :func:`default_size` (the ``minatar-100k`` preset up to 1M steps).
+    :param dreamerv3_size: DreamerV3 ``model_size`` from :data:`sb3_dreamer.dreamer_v3.SIZES` or
+        preset from :data:`sb3_dreamer.dreamer_v3.sizes.PRESETS`; ``None``: :func:`default_size`
         (recorded in the algorithm's arguments, not in the protocol).
     :param device: torch device for every run (``auto``: CUDA if available).
     :param threads: torch CPU threads per run (default: CPU cores divided by ``jobs``).
     :param jobs: runs in parallel (separate processes when more than one).
     :param command: the command line to record in ``meta.json`` (default: ``sys.argv``).
+    :param save_models: keep each finished run's model as ``out/models/<run>.zip``.
+
+    Every run in progress is checkpointed after each evaluation (``out/checkpoints/``); re-running
+    the command continues interrupted runs exactly where their last checkpoint left them.
     """
     register_envs()
     steps, eval_episodes, jobs = int(steps), int(eval_episodes), max(1, int(jobs))
@@ -729,21 +948,23 @@ def compare(
             raise ValueError(f"{name} must be positive, got {value}.")
     if not envs or not algos or not seed_list:
         raise ValueError("compare needs at least one env, one algorithm and one seed.")
-    unknown = [a for a in algos if a not in ALGORITHMS]
-    if unknown:
-        raise ValueError(f"Unknown algorithm(s) {unknown}; choose from {list(ALGORITHMS)}.")
+    for algo in algos:
+        parse_algo(algo)  # ValueError naming an unknown algorithm or a malformed variant
     for env_id in envs:
         if env_id not in gym.registry:
             raise ValueError(f"Unknown environment id {env_id!r}.")
     if threads is None:
         threads = max(1, usable_cores() // jobs)
+    dreamer_size = dreamer_size or default_size("dreamerv2", steps)
+    dreamerv3_size = dreamerv3_size or default_size("dreamerv3", steps)
     sizes = {"dreamerv2": dreamer_size, "dreamerv3": dreamerv3_size}
     algorithms = {
         algo: {
-            "label": ALGORITHMS[algo].label,
-            "description": ALGORITHMS[algo].description,
-            "policy": ALGORITHMS[algo].policy,
-            "kwargs": _jsonable(ALGORITHMS[algo].kwargs(steps, sizes)),  # also validates the sizes
+            "label": algo_label(algo),
+            "description": ALGORITHMS[parse_algo(algo)[0]].description,
+            "policy": ALGORITHMS[parse_algo(algo)[0]].policy,
+            "kwargs": _jsonable(algorithm_kwargs(algo, steps, sizes)),  # also validates sizes and variants
+            "presets": _presets_used(algorithm_kwargs(algo, steps, sizes), algo),
         }
         for algo in algos
     }
@@ -815,6 +1036,7 @@ def compare(
                         dreamerv3_size=dreamerv3_size,
                         device=device,
                         threads=threads,
+                        save_model=save_models,
                     )
                 )
     print(f"{len(pending)} run(s) to do, {jobs} at a time, {threads} torch thread(s) each", flush=True)

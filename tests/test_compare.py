@@ -252,7 +252,7 @@ def test_dreamerv3_in_compare(finished, tmp_path):
     meta = json.load(open(os.path.join(out, "meta.json")))
     assert meta["algorithms"]["dreamerv3"]["kwargs"] == {"model_size": "XXS", "learning_starts": 15}
     summary = open(os.path.join(out, "summary.md")).read()
-    assert "DreamerV3 size: `XXS`" in summary
+    assert "DreamerV3 size or preset: `XXS`" in summary
     assert "(vs dqn)" in next(line for line in summary.splitlines() if "| dreamerv3 |" in line)
     with pytest.raises(ValueError, match="Unknown DreamerV3 size"):
         compare([ENV], ["dreamerv3"], steps=300, seeds=1, out=str(tmp_path / "x"), dreamerv3_size="huge")

@@ -11,7 +11,9 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_dreamer.common.algorithm import Dreamer
 from sb3_dreamer.common.distributions import balanced_kl
+from sb3_dreamer.common.presets import with_presets
 from sb3_dreamer.dreamer_v2.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer_v2.sizes import PRESETS
 
 
 class DreamerV2(Dreamer):
@@ -78,6 +80,11 @@ class DreamerV2(Dreamer):
         (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
         bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32.
         Opt-in: float16 mixed precision broke DreamerV2 on Enduro (danijar/dreamerv2#30)
+    :param preset: A named configuration from :data:`sb3_dreamer.dreamer_v2.sizes.PRESETS` that
+        replaces the defaults above (arguments passed explicitly still win; ``policy_kwargs`` are
+        merged key by key). ``"minatar-100k"``: the sample-efficient setting for ~100k-step budgets
+        (more updates, higher learning rates, LayerNorm; docs/defaults.md). ``None``: the defaults above.
+        An unknown name raises ``ValueError`` listing the valid ones
     :param _init_setup_model: Whether to build the networks at construction
 
     Deviations from the paper, each deliberate:
@@ -110,6 +117,7 @@ class DreamerV2(Dreamer):
         "MultiInputPolicy": MultiInputPolicy,
     }
 
+    @with_presets(PRESETS)
     def __init__(
         self,
         env: GymEnv | str | None = None,
@@ -147,8 +155,10 @@ class DreamerV2(Dreamer):
         seed: int | None = None,
         device: th.device | str = "auto",
         precision: str = "fp32",
+        preset: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
+        self.preset = preset
         self.kl_scale = kl_scale
         self.kl_balance = kl_balance
         self.free_nats = free_nats

@@ -12,8 +12,9 @@ from torch import nn
 
 from sb3_dreamer.common.algorithm import Dreamer
 from sb3_dreamer.common.distributions import free_bits_kl
+from sb3_dreamer.common.presets import merge_policy_kwargs, with_presets
 from sb3_dreamer.dreamer_v2.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
-from sb3_dreamer.dreamer_v3.sizes import SIZES
+from sb3_dreamer.dreamer_v3.sizes import PRESETS, SIZES
 
 #: The policy settings that make a :class:`DreamerPolicy` a DreamerV3 one (paper Appendix B).
 V3_POLICY_KWARGS: dict[str, Any] = {
@@ -92,6 +93,10 @@ class DreamerV3(Dreamer):
         (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
         bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32.
         Opt-in: float16 mixed precision broke DreamerV2 on Enduro (danijar/dreamerv2#30)
+    :param preset: A named configuration from :data:`sb3_dreamer.dreamer_v3.sizes.PRESETS` that
+        replaces the defaults above (arguments passed explicitly still win). ``"minatar-100k"``:
+        ``train_ratio`` 256 at the ``XXS`` widths, for ~100k-step budgets. ``None``: the defaults.
+        An unknown name raises ``ValueError`` listing the valid ones
     :param _init_setup_model: Whether to build the networks at construction
 
     Deviations from the paper, each deliberate (the first four shared with our DreamerV2):
@@ -115,6 +120,7 @@ class DreamerV3(Dreamer):
         "MultiInputPolicy": MultiInputPolicy,
     }
 
+    @with_presets(PRESETS)
     def __init__(
         self,
         env: GymEnv | str | None = None,
@@ -155,8 +161,10 @@ class DreamerV3(Dreamer):
         seed: int | None = None,
         device: th.device | str = "auto",
         precision: str = "fp32",
+        preset: str | None = None,
         _init_setup_model: bool = True,
     ) -> None:
+        self.preset = preset
         if model_size not in SIZES:
             raise ValueError(f"Unknown DreamerV3 model_size {model_size!r}; choose from {list(SIZES)}.")
         if train_ratio is not None and (train_freq is not None or gradient_steps is not None):
@@ -169,7 +177,7 @@ class DreamerV3(Dreamer):
         self.return_norm_percentiles = tuple(return_norm_percentiles)
         self.return_norm_limit = return_norm_limit
         self.critic_target_regularizer = critic_target_regularizer
-        policy_kwargs = _merge_policy_kwargs(V3_POLICY_KWARGS, SIZES[model_size], policy_kwargs or {})
+        policy_kwargs = merge_policy_kwargs(V3_POLICY_KWARGS, SIZES[model_size], policy_kwargs or {})
         super().__init__(
             env, policy, learning_rate, actor_learning_rate, critic_learning_rate, buffer_size, learning_starts,
             batch_size, sequence_length, imagination_horizon, gamma, return_lambda,
@@ -199,16 +207,3 @@ class DreamerV3(Dreamer):
             "target_regularizer": self.critic_target_regularizer,
             "continue_mode": True,  # imagination continues with the continue head's mode (paper code)
         }
-
-
-def _merge_policy_kwargs(*layers: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``policy_kwargs`` layers, later ones winning; the optimizer dicts are merged key by
-    key (so ``{"optimizer_kwargs": {"betas": ...}}`` keeps the V3 ``eps``) and copied."""
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        for key, value in layer.items():
-            if key.endswith("optimizer_kwargs") and isinstance(value, dict):
-                merged[key] = {**merged.get(key, {}), **value}
-            else:
-                merged[key] = value
-    return merged
