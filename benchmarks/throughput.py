@@ -72,10 +72,12 @@ CONFIGS: dict[str, tuple[str, str]] = {
     "v2-default": ("dreamerv2", "default"),
     "v2-small": ("dreamerv2", "small"),
     "v2-atari": ("dreamerv2", "atari"),
+    "v2-minatar-100k": ("dreamerv2", "minatar-100k"),  # a preset, DreamerV2(env, preset=...)
     "v3-XXS": ("dreamerv3", "XXS"),
     "v3-XS": ("dreamerv3", "XS"),
     "v3-S": ("dreamerv3", "S"),
     "v3-M": ("dreamerv3", "M"),
+    "v3-minatar-100k": ("dreamerv3", "minatar-100k"),
 }
 #: sheeprl's preset at the same widths, and its sequence length (its DreamerV2 predicts no discount
 #: unless asked: the paper's and ours does, so both compute the same networks)
@@ -96,6 +98,8 @@ def build_model(config: str, obs: str, device: str, buffer_size: int, precision:
     common = dict(learning_starts=10**9, buffer_size=buffer_size, seed=0, device=device)
     if precision != "fp32":  # (older checkouts, timed with --baseline, have no such argument)
         common["precision"] = precision
+    if size == "minatar-100k":
+        return (DreamerV2 if algo == "dreamerv2" else DreamerV3)(env_fn(), preset=size, **common)
     if algo == "dreamerv2":
         kwargs, policy_kwargs = SIZES[size]
         return DreamerV2(env_fn(), policy_kwargs=policy_kwargs, **common, **kwargs)

@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover
 
 from sb3_dreamer.common.behavior import behavior_losses
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.diagnostics import open_loop_errors
 from sb3_dreamer.common.files import atomic_open, check_saved_model
 from sb3_dreamer.common.networks import observation_parts
 from sb3_dreamer.common.policies import DreamerPolicy, LatentState, check_action_space, check_finite_observation
@@ -339,8 +340,10 @@ class Dreamer(OffPolicyAlgorithm):
         policy = self.policy
         policy.set_training_mode(True)
         self._update_learning_rate(None)
+        # metric sums and counts of finite values: some are NaN when a batch has nothing to measure
+        # (no reward, no terminal) or are only computed every open_loop_interval updates
         sums: dict[str, th.Tensor] = defaultdict(lambda: th.zeros((), device=self.device))
-        applied = 0
+        counts: dict[str, th.Tensor] = defaultdict(lambda: th.zeros((), device=self.device))
         for _ in range(gradient_steps):
             metrics = self.train_step(self.replay_buffer.sample_sequences(batch_size, self.sequence_length))
             if metrics is None:
@@ -348,18 +351,28 @@ class Dreamer(OffPolicyAlgorithm):
                 continue
             self._consecutive_skips = 0
             for key, value in metrics.items():
-                sums[key] = sums[key] + value
-            applied += 1
+                finite = th.isfinite(value)
+                sums[key] = sums[key] + th.where(finite, value, th.zeros_like(value))
+                counts[key] = counts[key] + finite
             self._n_updates += 1
             if self._n_updates % self.target_update_interval == 0:
                 policy.update_target_critic(self.tau)
         for key, value in sums.items():
-            self.logger.record(f"train/{key}", (value / applied).item())
+            count = counts[key].item()
+            if count > 0:
+                self.logger.record(f"train/{key}", (value / count).item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/skipped_updates", self._skipped_updates)
+        self.logger.record(
+            "train/updates_per_env_step", self.gradient_steps / (self.train_freq.frequency * self.n_envs)
+        )
+        self.logger.record("train/replay_ratio", self.replay_ratio)
 
     #: Consecutive skipped gradient steps after which training stops with an error.
     max_consecutive_skips: ClassVar[int] = 10
+    #: Updates between two open-loop checks of the prior (``train/open_loop_*``, see
+    #: :func:`~sb3_dreamer.common.diagnostics.open_loop_errors`); set it on a model to change it, 0 = never.
+    open_loop_interval: ClassVar[int] = 100
 
     def _skip_update(self) -> None:
         self._skipped_updates += 1
@@ -394,6 +407,12 @@ class Dreamer(OffPolicyAlgorithm):
         if model_norm is None:
             return None
         metrics["model_grad_norm"] = model_norm
+        if self.open_loop_interval > 0 and self._n_updates % self.open_loop_interval == 0:
+            with self.autocast():
+                inputs = wm.preprocess(batch.observations, 2)
+                metrics.update(
+                    open_loop_errors(wm, inputs, batch.prev_actions, batch.rewards, batch.is_first, posterior)
+                )
         with self.autocast():
             actor_loss, critic_loss, behavior_metrics = behavior_losses(
                 wm,

@@ -310,6 +310,9 @@ def behavior_losses(
         "imagined_return": returns[0].detach().mean(),
         "imagined_reward": rewards.detach().mean(),
         "value": critic.mean(value_out.detach()).mean(),
+        # the critic's target and how far the critic is from it (does it track the imagined returns?)
+        "lambda_return": returns.detach().mean(),
+        "value_error": (critic.mean(value_out.detach()) - returns.detach()).abs().mean(),
     }
     if return_scale is not None:
         metrics["return_scale"] = scale

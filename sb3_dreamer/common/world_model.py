@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch as th
 from torch import nn
 
+from sb3_dreamer.common.diagnostics import head_errors
 from sb3_dreamer.common.distributions import bernoulli_nll, symlog
 from sb3_dreamer.common.networks import (
     V2_STYLE,
@@ -129,9 +130,11 @@ class WorldModel(nn.Module):
         post, prior_logits = self.rssm.observe(embed, batch.prev_actions, batch.is_first)
         feat = post.feat
         reconstruction_loss = self.decoder.nll(feat, inputs).mean()  # -ln p(x_t | h_t, z_t)
-        reward_loss = self.reward_head.nll(self.reward_head(feat), batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
+        reward_out = self.reward_head(feat)
+        reward_loss = self.reward_head.nll(reward_out, batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
         # -ln p(gamma_t | h_t, z_t): Bernoulli on "x_t is not terminal"; truncation keeps target 1
-        discount_loss = bernoulli_nll(self.continue_logits(feat), 1.0 - batch.is_terminal).mean()
+        continue_logits = self.continue_logits(feat)
+        discount_loss = bernoulli_nll(continue_logits, 1.0 - batch.is_terminal).mean()
         kl_term, kl_value = kl_loss(post.logits, prior_logits)
         loss = reconstruction_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_term
         metrics = {
@@ -144,6 +147,9 @@ class WorldModel(nn.Module):
             "prior_entropy": _entropy(prior_logits),
             "post_entropy": _entropy(post.logits),
         }
+        with th.no_grad():
+            reward_pred = self.reward_head.mean(reward_out.detach())
+            metrics.update(head_errors(reward_pred, batch.rewards, th.sigmoid(continue_logits), batch.is_terminal))
         return loss, post, {k: v.detach() for k, v in metrics.items()}
 
 
