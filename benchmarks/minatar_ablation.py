@@ -20,8 +20,7 @@ Phases, in the order they run (the cheapest comparisons that answer the most fir
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
+import os
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "minatar_ablation"
@@ -71,7 +70,8 @@ def main() -> None:
             device="cpu",
             threads=args.threads,
             jobs=args.jobs,
-            command=" ".join(["python", *map(shlex.quote, sys.argv)]) + f"  # phase {phase}",
+            # recorded without this machine's paths
+            command=f"python benchmarks/minatar_ablation.py --out {os.path.relpath(args.out)}  # phase {phase}",
         )
 
 

@@ -958,16 +958,17 @@ def compare(
     dreamer_size = dreamer_size or default_size("dreamerv2", steps)
     dreamerv3_size = dreamerv3_size or default_size("dreamerv3", steps)
     sizes = {"dreamerv2": dreamer_size, "dreamerv3": dreamerv3_size}
-    algorithms = {
-        algo: {
+    algorithms = {}
+    for algo in algos:
+        kwargs = algorithm_kwargs(algo, steps, sizes)  # also validates sizes and variants
+        algorithm = ALGORITHMS[parse_algo(algo)[0]]
+        algorithms[algo] = {
             "label": algo_label(algo),
-            "description": ALGORITHMS[parse_algo(algo)[0]].description,
-            "policy": ALGORITHMS[parse_algo(algo)[0]].policy,
-            "kwargs": _jsonable(algorithm_kwargs(algo, steps, sizes)),  # also validates sizes and variants
-            "presets": _presets_used(algorithm_kwargs(algo, steps, sizes), algo),
+            "description": algorithm.description,
+            "policy": algorithm.policy,
+            "kwargs": _jsonable(kwargs),
+            "presets": _presets_used(kwargs, algo),
         }
-        for algo in algos
-    }
 
     protocol = {
         "steps": steps,
