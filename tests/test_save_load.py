@@ -108,6 +108,55 @@ def test_replay_buffer_round_trip(trained, tmp_path):
     model.learn(10)  # sampling and training work on the restored buffer
 
 
+def _filled_buffer(buffer_size, steps, n_envs=2):
+    space = spaces.Box(0, 255, (6, 6, 3), np.uint8)
+    buffer = SequenceReplayBuffer(buffer_size, space, spaces.Discrete(3), device="cpu", n_envs=n_envs)
+    rng = np.random.default_rng(0)
+    for t in range(steps):
+        obs, nxt = (rng.integers(0, 256, (n_envs, 6, 6, 3), dtype=np.uint8) for _ in range(2))
+        done = np.array([t % 7 == 6, t % 11 == 10][:n_envs])
+        buffer.add(obs, nxt, rng.integers(0, 3, (n_envs, 1)), rng.random(n_envs), done, [{}] * n_envs)
+    return buffer
+
+
+def _buffers_equal(a, b):
+    assert np.array_equal(a.observations["obs"], b.observations["obs"])
+    for name in ("actions", "rewards", "is_first", "is_terminal", "is_last", "positions", "stream_full"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.buffer_size == b.buffer_size and a.full == b.full and a.pos == b.pos
+
+
+@pytest.mark.parametrize("steps", [50, 400])  # 400 steps wrap the 2 x 300-row streams
+def test_replay_buffer_pickles_only_written_rows(steps):
+    import pickle
+
+    buffer = _filled_buffer(600, steps)
+    data = pickle.dumps(buffer)
+    restored = pickle.loads(data)
+    _buffers_equal(buffer, restored)
+    np.random.seed(1)
+    batch_a = buffer.sample_sequences(6, 10)
+    np.random.seed(1)
+    batch_b = restored.sample_sequences(6, 10)
+    assert th.equal(batch_a.observations["obs"], batch_b.observations["obs"])
+    assert all(th.equal(x, y) for x, y in zip(batch_a[1:], batch_b[1:], strict=True))
+    rows = min(steps + steps // 7 + 1, 300)  # rows written to the longer stream (resets add a row)
+    assert len(data) < rows * 2 * (6 * 6 * 3 + 20) + 20_000  # ~ the rows written, not all 600
+    if steps == 50:
+        assert len(pickle.dumps(_filled_buffer(60_000, steps))) < len(data) + 1000  # independent of buffer_size
+
+
+def test_replay_buffer_loads_whole_pickles_of_older_versions():
+    import pickle
+
+    buffer = _filled_buffer(600, 50)
+    old = pickle.loads(pickle.dumps(buffer))
+    state = dict(old.__dict__)  # what 0.7.0 pickled: every array at full size
+    restored = SequenceReplayBuffer.__new__(SequenceReplayBuffer)
+    restored.__setstate__(state)
+    _buffers_equal(buffer, restored)
+
+
 def test_keyword_and_positional_construction(algo):
     env = SpaceEnv(spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2))
     by_keyword = algo(policy="MlpPolicy", env=env, policy_kwargs=TINY)

@@ -152,6 +152,37 @@ class SequenceReplayBuffer(ReplayBuffer):
         )
         self.needs_first = done.copy()
 
+    # -- pickling (save_replay_buffer, checkpoints) -----------------------------------------------
+    _ROW_ARRAYS = ("actions", "rewards", "is_first", "is_terminal", "is_last")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle only the rows written so far: a 1M-row buffer holding 20k steps saves 20k rows
+        (the arrays are re-padded with zeros on load, so sampling is unchanged)."""
+        state = self.__dict__.copy()
+        used = int(self.stored().max())
+        state["observations"] = {key: value[:used] for key, value in self.observations.items()}
+        for name in self._ROW_ARRAYS:
+            state[name] = state[name][:used]
+        state["_rows_saved"] = used
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        used = state.pop("_rows_saved", None)
+        self.__dict__.update(state)
+        if used is None:  # pickled whole (sb3-dreamer 0.7.0 and earlier)
+            return
+
+        def padded(rows: np.ndarray) -> np.ndarray:
+            if len(rows) != used:
+                raise ValueError(f"Corrupted replay buffer: {len(rows)} rows saved where {used} were recorded.")
+            full = np.zeros((self.buffer_size, *rows.shape[1:]), dtype=rows.dtype)
+            full[:used] = rows
+            return full
+
+        self.observations = {key: padded(value) for key, value in self.observations.items()}
+        for name in self._ROW_ARRAYS:
+            setattr(self, name, padded(getattr(self, name)))
+
     # -- sampling ---------------------------------------------------------------------------------
     def can_sample(self, sequence_length: int) -> bool:
         return bool((self.stored() >= sequence_length).any())
