@@ -215,3 +215,24 @@ def test_mismatched_env_raises(trained, tmp_path):
         type(trained).load(path, env=gym.make("MinAtar/Freeway-v1"))  # 7 channels instead of 4
     with pytest.raises(ValueError, match="Action spaces do not match"):
         type(trained).load(path, env=gym.make("MinAtar/Asterix-v1"))  # 5 actions instead of 3
+
+
+def _saved_model_fixtures():
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent / "fixtures"
+    return [(here / name, record) for name, record in json.loads((here / "saved_models.json").read_text()).items()]
+
+
+@pytest.mark.parametrize("path,record", _saved_model_fixtures(), ids=lambda v: getattr(v, "name", ""))
+def test_models_saved_by_earlier_releases_predict_the_same(path, record):
+    """A zip saved by an earlier release (``tests/fixtures/make_saved_models.py``) loads with this
+    code and predicts the actions and recurrent states it predicted when it was saved."""
+    from fixtures.make_saved_models import predictions
+
+    model = getattr(sb3_dreamer, record["algorithm"]).load(path, device="cpu")
+    got = predictions(model)
+    assert got["actions"] == record["actions"]
+    for now, then in zip(got["state"], record["state"], strict=True):
+        assert np.allclose(now, then, atol=1e-4)
