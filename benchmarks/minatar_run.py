@@ -26,7 +26,7 @@ from stable_baselines3.common.monitor import Monitor
 
 import sb3_dreamer
 from sb3_dreamer import DreamerV2
-from sb3_dreamer.cli import cpu_model, random_policy_score
+from sb3_dreamer.common.utils import cpu_model, random_policy_score
 from sb3_dreamer.dreamer_v2.sizes import SIZES
 
 

@@ -305,7 +305,7 @@ def run_sheeprl(python: Path, config: str, obs: str, spec: dict[str, Any]) -> di
 
 # -- report -------------------------------------------------------------------------------------------
 def device_name(device: str) -> str:
-    from sb3_dreamer.cli import cpu_model
+    from sb3_dreamer.common.utils import cpu_model
 
     if device.startswith("cuda"):
         return th.cuda.get_device_name(th.device(device))

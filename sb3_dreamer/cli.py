@@ -11,28 +11,12 @@ import sys
 import time
 
 import gymnasium as gym
-import numpy as np
 
+from sb3_dreamer.common.utils import random_policy_score
 from sb3_dreamer.dreamer_v2.sizes import SIZES
 
 #: The small DreamerV2 configuration for CPU runs: (algorithm arguments, policy_kwargs).
 SMALL_CONFIG: tuple[dict, dict] = SIZES["small"]
-
-
-def random_policy_score(env_id: str, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean and standard deviation of the return of uniformly random actions."""
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    returns = []
-    for i in range(episodes):
-        env.reset(seed=seed + i)
-        done, total = False, 0.0
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns)), float(np.std(returns))
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -142,17 +126,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), for results files."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

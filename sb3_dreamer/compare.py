@@ -549,7 +549,7 @@ def usable_cores() -> int:
 
 def hardware(device: str = "auto") -> dict[str, Any]:
     """CPU model and cores, and the GPU model when ``device`` uses one."""
-    from sb3_dreamer.cli import cpu_model
+    from sb3_dreamer.common.utils import cpu_model
 
     torch_device = get_device(device)
     gpu = th.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else None
@@ -663,7 +663,7 @@ def area_under_curve(steps: Sequence[float], returns: Sequence[float]) -> float:
 
 def random_scores(envs: Sequence[str], out: str, episodes: int = RANDOM_EPISODES) -> dict[str, list[float]]:
     """Mean and std of a uniformly random policy per env (``episodes`` episodes, cached in ``random.json``)."""
-    from sb3_dreamer.cli import random_policy_score
+    from sb3_dreamer.common.utils import random_policy_score
 
     path = os.path.join(out, "random.json")
     cache: dict[str, list[float]] = {}

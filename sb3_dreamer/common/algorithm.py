@@ -45,7 +45,13 @@ from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.diagnostics import open_loop_errors
 from sb3_dreamer.common.files import atomic_open, check_saved_model
 from sb3_dreamer.common.networks import observation_parts
-from sb3_dreamer.common.policies import DreamerPolicy, LatentState, check_action_space, check_finite_observation
+from sb3_dreamer.common.policies import (
+    POLICY_ALIASES,
+    DreamerPolicy,
+    LatentState,
+    check_action_space,
+    check_finite_observation,
+)
 
 SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
 
@@ -61,12 +67,7 @@ class Dreamer(OffPolicyAlgorithm):
     for the arguments and defaults. Subclasses choose the KL term (:meth:`_kl_loss`) and the
     behaviour-learning options (:meth:`_behavior_options`)."""
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "DreamerPolicy": DreamerPolicy,
-        "MlpPolicy": DreamerPolicy,
-        "CnnPolicy": DreamerPolicy,
-        "MultiInputPolicy": DreamerPolicy,
-    }
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_ALIASES
     policy: DreamerPolicy
     replay_buffer: SequenceReplayBuffer
 

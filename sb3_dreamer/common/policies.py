@@ -314,3 +314,11 @@ def check_finite_observation(observation: Any, what: str = "observation") -> Non
         array = np.asarray(value)
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise ValueError(f"Dreamer got a non-finite {what} (NaN or inf): {array.flatten()[:8]}...")
+
+
+#: SB3's policy names. One policy serves every supported space (a CNN for image entries of the
+#: observation, an MLP for vector entries), so every name is :class:`DreamerPolicy`.
+MlpPolicy = CnnPolicy = MultiInputPolicy = DreamerPolicy
+POLICY_ALIASES: dict[str, type[BasePolicy]] = {
+    name: DreamerPolicy for name in ("DreamerPolicy", "MlpPolicy", "CnnPolicy", "MultiInputPolicy")
+}

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_dreamer.common.algorithm import Dreamer
 from sb3_dreamer.common.distributions import balanced_kl
 from sb3_dreamer.common.presets import with_presets
-from sb3_dreamer.dreamer_v2.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer_v2.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v2.sizes import PRESETS
 
 
@@ -109,13 +108,6 @@ class DreamerV2(Dreamer):
     With ``VecNormalize``, observations and rewards are stored as the policy sees them
     (normalised with the statistics of the moment), unlike SB3's own buffers.
     """
-
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "DreamerPolicy": DreamerPolicy,
-        "MlpPolicy": MlpPolicy,
-        "CnnPolicy": CnnPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
 
     @with_presets(PRESETS)
     def __init__(

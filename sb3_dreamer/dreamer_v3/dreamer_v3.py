@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch import nn
 
 from sb3_dreamer.common.algorithm import Dreamer
 from sb3_dreamer.common.distributions import free_bits_kl
 from sb3_dreamer.common.presets import merge_policy_kwargs, with_presets
-from sb3_dreamer.dreamer_v2.policies import CnnPolicy, DreamerPolicy, MlpPolicy, MultiInputPolicy
+from sb3_dreamer.dreamer_v3.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v3.sizes import PRESETS, SIZES
 
 #: The policy settings that make a :class:`DreamerPolicy` a DreamerV3 one (paper Appendix B).
@@ -112,13 +111,6 @@ class DreamerV3(Dreamer):
     - **The actor's baseline is detached**: ``sg(v(s_t))``, so with dynamics backpropagation the
       actor maximises ``V^lambda_t / S`` only.
     """
-
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "DreamerPolicy": DreamerPolicy,
-        "MlpPolicy": MlpPolicy,
-        "CnnPolicy": CnnPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
 
     @with_presets(PRESETS)
     def __init__(
