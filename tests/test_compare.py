@@ -15,6 +15,7 @@ from stable_baselines3 import DQN
 
 import sb3_dreamer
 import sb3_dreamer.compare as compare_module
+import sb3_dreamer.compare.run as run_module
 from sb3_dreamer.cli import main
 from sb3_dreamer.compare import (
     ALGORITHMS,
@@ -95,7 +96,7 @@ def test_resume_skips_finished_runs(finished, monkeypatch, tmp_path):
         calls.append((job["env_id"], job["algo"], job["seed"]))
         return real_run_one(**job)
 
-    monkeypatch.setattr(compare_module, "run_one", counting_run_one)
+    monkeypatch.setattr(run_module, "run_one", counting_run_one)  # what _run_job calls
     records = compare([ENV], ["dreamerv2", "dqn"], out=out, **TINY_RUN)
     assert calls == [(ENV, "dqn", 1)]
     assert [(r["algo"], r["seeds"]) for r in records] == [("dreamerv2", [0, 1]), ("dqn", [0, 1])]
@@ -224,7 +225,7 @@ def test_freeway_timer_is_a_truncation_and_real_ends_stay_terminal():
 
 def test_envs_without_a_time_limit_are_capped_for_every_algorithm():
     # a greedy policy can live forever in MinAtar (Seaquest: stay at the surface); evaluations must end
-    capped = compare_module._make_capped_env("MinAtar/Seaquest-v1")
+    capped = run_module._make_capped_env("MinAtar/Seaquest-v1")
     assert isinstance(capped, gym.wrappers.TimeLimit) and capped._max_episode_steps == compare_module.MAX_EPISODE_STEPS
     capped.reset(seed=0)
     steps, truncated = 0, False
@@ -233,7 +234,7 @@ def test_envs_without_a_time_limit_are_capped_for_every_algorithm():
         assert not terminated
         steps += 1
     assert steps == compare_module.MAX_EPISODE_STEPS
-    cartpole = compare_module._make_capped_env("CartPole-v1")  # keeps its own 500-step limit
+    cartpole = run_module._make_capped_env("CartPole-v1")  # keeps its own 500-step limit
     assert cartpole.spec.max_episode_steps == 500
     assert not isinstance(cartpole, gym.wrappers.TimeLimit) or cartpole._max_episode_steps == 500
 
