@@ -25,7 +25,7 @@ import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from sb3_dreamer.common.networks import observation_parts
+from sb3_dreamer.common.observations import observation_parts
 
 #: The paper's budget and schedule, in env steps (MinAtar has no frame skip: frames = env steps).
 PAPER_TOTAL_TIMESTEPS = 5_000_000

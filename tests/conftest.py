@@ -43,7 +43,7 @@ def per_step_weight_grads(monkeypatch):
     """A call switches ``RSSM.observe``'s deferred weight gradients off for the rest of the test,
     leaving autograd's per-step products and sums (the reference they must equal)."""
     from sb3_dreamer.common import rssm
-    from sb3_dreamer.common.networks import DeferredWeightGrads
+    from sb3_dreamer.common.kernels import DeferredWeightGrads
 
     class PerStep(DeferredWeightGrads):
         def __init__(self, layers):

@@ -17,15 +17,8 @@ from sb3_dreamer.common.distributions import (
     straight_through,
     unit_gaussian_nll_sum,
 )
-from sb3_dreamer.common.networks import (
-    V2_STYLE,
-    V3_STYLE,
-    DeferredWeightGrads,
-    InputLinear,
-    OneHotInput,
-    mlp,
-    reused_gather_tables,
-)
+from sb3_dreamer.common.kernels import DeferredWeightGrads, InputLinear, OneHotInput, reused_gather_tables
+from sb3_dreamer.common.networks import V2_STYLE, V3_STYLE, mlp
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 

@@ -12,7 +12,8 @@ from gymnasium import spaces
 
 from sb3_dreamer import DreamerV3
 from sb3_dreamer.common.behavior import imagine
-from sb3_dreamer.common.networks import InputLinear, OneHotInput, ScalarHead
+from sb3_dreamer.common.kernels import InputLinear, OneHotInput
+from sb3_dreamer.common.networks import ScalarHead
 from sb3_dreamer.common.rssm import RSSMState
 
 BF16 = th.autocast("cpu", dtype=th.bfloat16)

@@ -52,7 +52,7 @@ def test_observation_spaces_train(algo, name):
 
 
 def test_image_layout_inference():
-    from sb3_dreamer.common.networks import observation_parts
+    from sb3_dreamer.common.observations import observation_parts
 
     assert observation_parts(IMAGE_SPACES["bool_minatar"])[0].shape == (4, 10, 10)
     assert observation_parts(IMAGE_SPACES["bool_square"])[0].channels_last  # MinAtar Seaquest
@@ -70,7 +70,8 @@ def test_image_layout_inference():
 def test_cnn_follows_the_papers_on_64x64_and_adds_a_stem_below_16_pixels():
     from torch import nn
 
-    from sb3_dreamer.common.networks import V3_STYLE, ConvDecoder, ConvEncoder
+    from sb3_dreamer.common.encoders import ConvDecoder, ConvEncoder
+    from sb3_dreamer.common.networks import V3_STYLE
 
     encoder = ConvEncoder(3, 64, 64, depth=8, style=V3_STYLE)  # DreamerV3: 64 -> 32 -> 16 -> 8 -> 4
     convs = [m for m in encoder.net if isinstance(m, nn.Conv2d)]
@@ -96,7 +97,7 @@ def test_cnn_activations_are_channels_last_and_match_the_plain_layout(padding):
     outputs equal the same layers run on plain NCHW maps."""
     from torch import nn
 
-    from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
+    from sb3_dreamer.common.encoders import ConvDecoder, ConvEncoder
 
     th.manual_seed(0)
     encoder = ConvEncoder(3, 64, 64, depth=4, padding=padding)
@@ -126,7 +127,7 @@ def test_dreamerv2_uses_the_papers_valid_cnn_on_64x64_images():
     from torch import nn
 
     from sb3_dreamer import DreamerPolicy, DreamerV3
-    from sb3_dreamer.common.networks import ConvDecoder, ConvEncoder
+    from sb3_dreamer.common.encoders import ConvDecoder, ConvEncoder
 
     encoder = ConvEncoder(3, 64, 64, depth=8, padding="valid")
     assert encoder.sizes == [(64, 64), (31, 31), (14, 14), (6, 6), (2, 2)]

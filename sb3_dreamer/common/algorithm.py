@@ -44,7 +44,7 @@ from sb3_dreamer.common.behavior import behavior_losses
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.diagnostics import open_loop_errors
 from sb3_dreamer.common.files import atomic_open, check_saved_model
-from sb3_dreamer.common.networks import observation_parts
+from sb3_dreamer.common.observations import observation_parts
 from sb3_dreamer.common.policies import (
     POLICY_ALIASES,
     DreamerPolicy,

@@ -29,15 +29,8 @@ from sb3_dreamer.common.distributions import (
     straight_through,
     unimix_logits,
 )
-from sb3_dreamer.common.networks import (
-    V2_STYLE,
-    NetStyle,
-    OneHotInput,
-    ScalarHead,
-    autocast_dtype,
-    mlp,
-    reused_gather_tables,
-)
+from sb3_dreamer.common.kernels import OneHotInput, autocast_dtype, reused_gather_tables
+from sb3_dreamer.common.networks import V2_STYLE, NetStyle, ScalarHead, mlp
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 

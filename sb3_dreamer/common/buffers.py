@@ -21,7 +21,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 
-from sb3_dreamer.common.networks import OBS_KEY
+from sb3_dreamer.common.observations import OBS_KEY
 from sb3_dreamer.common.world_model import SequenceBatch
 
 

@@ -19,7 +19,8 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_dreamer.common.behavior import Actor, ReturnNormalizer
-from sb3_dreamer.common.networks import NetStyle, ScalarHead, as_obs_dict, init_weights, observation_parts
+from sb3_dreamer.common.networks import NetStyle, ScalarHead, init_weights
+from sb3_dreamer.common.observations import as_obs_dict, observation_parts
 from sb3_dreamer.common.rssm import RSSMState
 from sb3_dreamer.common.world_model import WorldModel
 

@@ -24,16 +24,8 @@ from sb3_dreamer.common.distributions import (
     unimix_logits,
     unimix_probs,
 )
-from sb3_dreamer.common.networks import (
-    MLP,
-    V2_STYLE,
-    DeferredWeightGrads,
-    GRUCell,
-    InputLinear,
-    NetStyle,
-    OneHotInput,
-    dense,
-)
+from sb3_dreamer.common.kernels import DeferredWeightGrads, InputLinear, OneHotInput
+from sb3_dreamer.common.networks import MLP, V2_STYLE, GRUCell, NetStyle, dense
 
 
 class RSSMState(NamedTuple):

@@ -11,16 +11,9 @@ from torch import nn
 
 from sb3_dreamer.common.diagnostics import head_errors
 from sb3_dreamer.common.distributions import bernoulli_nll, symlog
-from sb3_dreamer.common.networks import (
-    V2_STYLE,
-    NetStyle,
-    ObservationDecoder,
-    ObservationEncoder,
-    ObsPart,
-    ScalarHead,
-    mlp,
-    preprocess,
-)
+from sb3_dreamer.common.encoders import ObservationDecoder, ObservationEncoder
+from sb3_dreamer.common.networks import V2_STYLE, NetStyle, ScalarHead, mlp
+from sb3_dreamer.common.observations import ObsPart, preprocess
 from sb3_dreamer.common.rssm import RSSM, RSSMState
 
 
@@ -48,7 +41,7 @@ class WorldModel(nn.Module):
     :param bins: Reward head: 0 = unit Gaussian (DreamerV2), N = two-hot over N symlog bins (DreamerV3)
     :param learned_initial: The RSSM starts episodes from a learned state (DreamerV3)
     :param cnn_padding: "same" or "valid" (DreamerV1/V2's 64x64 CNN), see
-        :class:`~sb3_dreamer.common.networks.ConvEncoder`
+        :class:`~sb3_dreamer.common.encoders.ConvEncoder`
     """
 
     def __init__(
