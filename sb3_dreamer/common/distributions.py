@@ -7,6 +7,7 @@ training step stays a short chain of fused tensor ops.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch as th
 import torch.nn.functional as F
@@ -62,36 +63,71 @@ def categorical_kl(p_logits: th.Tensor, q_logits: th.Tensor) -> th.Tensor:
     return (p_log.exp() * (p_log - q_log)).sum((-2, -1))
 
 
-def kl_losses(post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-    """The two halves of the KL loss, per element (summed over the latent variables and classes).
+def kl_losses(
+    post_logits: th.Tensor, prior_logits: th.Tensor, kl: Callable[[th.Tensor, th.Tensor], th.Tensor] = categorical_kl
+) -> tuple[th.Tensor, th.Tensor]:
+    """The two halves of the KL loss, per element (summed over the latent variables and classes),
+    for ``kl`` (categorical by default; a latent's ``kl`` for others, :mod:`~sb3_dreamer.common.latents`).
 
     ``dyn = KL[sg(post) || prior]`` trains the prior (the dynamics predictor) towards the posterior;
     ``rep = KL[post || sg(prior)]`` regularises the posterior (the representation). Both have the
     value of ``KL[post || prior]``; they differ in where the gradient goes.
     """
-    dyn = categorical_kl(post_logits.detach(), prior_logits)
-    rep = categorical_kl(post_logits, prior_logits.detach())
+    dyn = kl(post_logits.detach(), prior_logits)
+    rep = kl(post_logits, prior_logits.detach())
     return dyn, rep
+
+
+def batch_free_nats_kl(
+    post_logits: th.Tensor,
+    prior_logits: th.Tensor,
+    free_nats: float = 0.0,
+    kl: Callable[[th.Tensor, th.Tensor], th.Tensor] = categorical_kl,
+) -> tuple[dict[str, th.Tensor], th.Tensor]:
+    """DreamerV2's KL terms before their scales (paper Algorithm 2): ``dyn`` = ``KL[sg(post) || prior]``
+    and ``rep`` = ``KL[post || sg(prior)]``, each averaged over the batch and then clipped below at
+    ``free_nats``, as in danijar/dreamerv2 (``free_avg``).
+
+    :return: ({"dyn": ..., "rep": ...}, the KL value per element for logging)
+    """
+    dyn, rep = kl_losses(post_logits, prior_logits, kl)
+    terms = {"dyn": dyn.mean(), "rep": rep.mean()}
+    if free_nats > 0.0:
+        terms = {name: term.clamp(min=free_nats) for name, term in terms.items()}
+    return terms, dyn.detach()
 
 
 def balanced_kl(
     post_logits: th.Tensor, prior_logits: th.Tensor, balance: float = 0.8, free_nats: float = 0.0
 ) -> tuple[th.Tensor, th.Tensor]:
-    """KL balancing (DreamerV2 paper, Algorithm 2; seed 001).
+    """KL balancing (DreamerV2 paper, Algorithm 2).
 
     ``balance * KL[sg(post) || prior] + (1 - balance) * KL[post || sg(prior)]``: with ``balance``
     = 0.8 the prior is trained four times faster towards the posterior than the posterior is
     regularised towards the prior. Free nats are applied to the batch mean, as in
-    danijar/dreamerv2 (``free_avg``).
+    danijar/dreamerv2 (``free_avg``). DreamerV2 weighs the two :func:`batch_free_nats_kl` terms in
+    its ``loss_scales`` instead; this is the same sum.
 
     :return: (the loss term, the unbalanced KL value per element for logging)
     """
-    dyn, rep = kl_losses(post_logits, prior_logits)
-    lhs, rhs = dyn.mean(), rep.mean()
-    if free_nats > 0.0:
-        lhs = lhs.clamp(min=free_nats)
-        rhs = rhs.clamp(min=free_nats)
-    return balance * lhs + (1.0 - balance) * rhs, dyn.detach()
+    terms, value = batch_free_nats_kl(post_logits, prior_logits, free_nats)
+    return balance * terms["dyn"] + (1.0 - balance) * terms["rep"], value
+
+
+def step_free_bits_kl(
+    post_logits: th.Tensor,
+    prior_logits: th.Tensor,
+    free_bits: float = 1.0,
+    kl: Callable[[th.Tensor, th.Tensor], th.Tensor] = categorical_kl,
+) -> tuple[dict[str, th.Tensor], th.Tensor]:
+    """DreamerV3's KL terms before their scales (paper Eq. 5): ``dyn`` = ``max(free_bits,
+    KL[sg(post) || prior])`` and ``rep`` = ``max(free_bits, KL[post || sg(prior)])``, the free bits
+    clipping each time step (after summing over the latent variables) before the mean.
+
+    :return: ({"dyn": ..., "rep": ...}, the KL value per element for logging)
+    """
+    dyn, rep = kl_losses(post_logits, prior_logits, kl)
+    return {"dyn": dyn.clamp(min=free_bits).mean(), "rep": rep.clamp(min=free_bits).mean()}, dyn.detach()
 
 
 def free_bits_kl(
@@ -101,19 +137,18 @@ def free_bits_kl(
     rep_scale: float = 0.1,
     free_bits: float = 1.0,
 ) -> tuple[th.Tensor, th.Tensor]:
-    """DreamerV3's KL terms (paper Eq. 5; seed 004): ``dyn_scale max(1, KL[sg(post) || prior])
-    + rep_scale max(1, KL[post || sg(prior)])``, the free bits clipping each time step (after
-    summing over the latent variables) before the mean.
+    """DreamerV3's KL loss (paper Eq. 5): ``dyn_scale max(1, KL[sg(post) || prior])
+    + rep_scale max(1, KL[post || sg(prior)])``, the :func:`step_free_bits_kl` terms weighted.
 
     :return: (the loss term, the KL value per element for logging)
     """
-    dyn, rep = kl_losses(post_logits, prior_logits)
-    loss = dyn_scale * dyn.clamp(min=free_bits).mean() + rep_scale * rep.clamp(min=free_bits).mean()
-    return loss, dyn.detach()
+    terms, value = step_free_bits_kl(post_logits, prior_logits, free_bits)
+    return dyn_scale * terms["dyn"] + rep_scale * terms["rep"], value
 
 
 def unimix_probs(logits: th.Tensor, unimix: float) -> th.Tensor:
-    """``(1 - unimix) softmax(logits) + unimix / K`` (DreamerV3's 1% uniform mix, seed 004)."""
+    """``(1 - unimix) softmax(logits) + unimix / K``: DreamerV3's 1% uniform mix (paper Section 3,
+    world model learning)."""
     probs = logits.softmax(-1)
     if unimix <= 0.0:
         return probs
@@ -149,7 +184,7 @@ def _two_hot_parts(x: th.Tensor, bins: th.Tensor) -> tuple[th.Tensor, th.Tensor,
 
 
 def two_hot(x: th.Tensor, bins: th.Tensor) -> th.Tensor:
-    """Two-hot encoding of ``x`` on the sorted ``bins`` (DreamerV3 paper Eq. 9; seed 004).
+    """Two-hot encoding of ``x`` on the sorted ``bins`` (DreamerV3 paper Eq. 9).
 
     The weight goes to the two bins around ``x``, in proportion to closeness; values outside the
     range put all their weight on the nearest end bin. Returns ``(*x.shape, len(bins))``.
