@@ -165,7 +165,7 @@ def phases(model, label: str) -> None:
     for i in range(9):
         start = time.perf_counter()
         with model.autocast():
-            loss, posterior, _ = world_model.loss(batch, model._kl_loss, model.discount_scale, model.reward_scale)
+            loss, posterior, _ = world_model.loss(batch, model._kl_terms, model.loss_scales)
         loss.backward()
         middle, faults0 = time.perf_counter(), minor_faults()
         with model.autocast():

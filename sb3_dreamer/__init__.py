@@ -1,7 +1,7 @@
 """sb3-dreamer: Dreamer world-model agents as Stable-Baselines3 algorithms."""
 
-from sb3_dreamer.common.algorithm import VERSION
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
+from sb3_dreamer.common.files import VERSION
 from sb3_dreamer.common.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v2 import DreamerV2
 from sb3_dreamer.dreamer_v3 import DreamerV3

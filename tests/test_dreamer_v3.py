@@ -36,7 +36,7 @@ def test_symlog_symexp_hand_values():
 
 def test_two_hot_hand_values():
     bins = th.tensor([0.0, 2.5, 5.0, 7.5, 10.0])
-    assert two_hot(th.tensor(5.5), bins).tolist() == pytest.approx([0, 0, 0.8, 0.2, 0])  # seed 004's example
+    assert two_hot(th.tensor(5.5), bins).tolist() == pytest.approx([0, 0, 0.8, 0.2, 0])  # hand-computed
     assert two_hot(th.tensor(7.5), bins).tolist() == pytest.approx([0, 0, 0, 1, 0])  # on a bin: one-hot
     assert two_hot(th.tensor(0.0), bins).tolist() == pytest.approx([1, 0, 0, 0, 0])
     # outside the range: all the weight on the nearest end bin
@@ -55,7 +55,7 @@ def test_two_hot_nll_reads_only_the_two_weighted_bins():
     log_probs = th.randn(6, 5).log_softmax(-1)
     dense = -(two_hot(x, bins) * log_probs).sum(-1)
     assert th.allclose(two_hot_nll(log_probs, x, bins), dense, atol=1e-6)
-    # 5.5: 0.8 on bin 2, 0.2 on bin 3 (seed 004's example)
+    # 5.5: 0.8 on bin 2, 0.2 on bin 3 (hand-computed)
     assert two_hot_nll(log_probs, x, bins)[0].item() == pytest.approx(
         -(0.8 * log_probs[0, 2] + 0.2 * log_probs[0, 3]).item(), rel=1e-6
     )

@@ -72,7 +72,7 @@ def test_bf16_mixed_losses_match_fp32_on_the_same_weights_and_batch():
         model.precision = precision
         th.manual_seed(3)
         with model.autocast():
-            loss, post, metrics = wm.loss(batch, model._kl_loss)
+            loss, post, metrics = wm.loss(batch, model._kl_terms, model.loss_scales)
             with th.no_grad():  # (REINFORCE's imagination: the states fill the RSSM's buffer)
                 feats, _, _ = imagine(wm.rssm, model.policy.actor, RSSMState(*(x.flatten(0, 1) for x in post)), 3)
         results[precision] = (loss, post, feats, metrics)
@@ -81,7 +81,7 @@ def test_bf16_mixed_losses_match_fp32_on_the_same_weights_and_batch():
     # distributions and losses are float32; the imagined states are stored in bfloat16
     assert loss16.dtype == post16.logits.dtype == post16.deter.dtype == th.float32
     assert feats16.dense.dtype == th.bfloat16 and feats32.dense.dtype == th.float32
-    for key in ("reconstruction_loss", "reward_loss", "discount_loss", "kl"):
+    for key in ("reconstruction_loss", "reward_loss", "continue_loss", "kl"):
         assert metrics16[key].item() == pytest.approx(metrics32[key].item(), rel=0.05, abs=0.02), key
     assert th.allclose(post16.logits, post32.logits, atol=0.1)
 

@@ -1,71 +1,61 @@
-"""``Dreamer``: the Stable-Baselines3 glue shared by the Dreamer algorithms.
+"""``WorldModelAlgorithm``: the Stable-Baselines3 glue shared by the world-model algorithms.
 
 It subclasses ``OffPolicyAlgorithm``: SB3's ``learn`` loop collects env steps (acting with the
 recurrent policy and storing rows in a :class:`SequenceReplayBuffer`), and every ``train_freq``
-env steps :meth:`Dreamer.train` runs ``gradient_steps`` Dreamer updates (world model, then
-actor and critic in imagination).
+env steps :meth:`WorldModelAlgorithm.train` runs ``gradient_steps`` updates (:meth:`train_step`:
+the world model, then behaviour learning in imagination). Saving, loading and exact resumption
+are :class:`~sb3_dreamer.common.resume.ExactResume`'s.
 """
 
 from __future__ import annotations
 
-import io
-import pathlib
-import random
 import warnings
 from collections import defaultdict
 from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.noise import ActionNoise
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import (
     GymEnv,
     MaybeCallback,
-    RolloutReturn,
     Schedule,
-    TrainFreq,
-    TrainFrequencyUnit,
 )
 from stable_baselines3.common.utils import update_learning_rate
-from stable_baselines3.common.vec_env import VecEnv
 
 try:  # stable-baselines3 >= 2.6
     from stable_baselines3.common.utils import FloatSchedule
 except ImportError:  # pragma: no cover
     from stable_baselines3.common.utils import get_schedule_fn as FloatSchedule
 
+from sb3_dreamer.common.acting import RecurrentRollouts
 from sb3_dreamer.common.behavior import behavior_losses
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.diagnostics import open_loop_errors
-from sb3_dreamer.common.files import atomic_open, check_saved_model
-from sb3_dreamer.common.observations import observation_parts
+from sb3_dreamer.common.files import VERSION
 from sb3_dreamer.common.policies import (
     POLICY_ALIASES,
     DreamerPolicy,
     LatentState,
-    check_action_space,
-    check_finite_observation,
+    check_spaces,
 )
+from sb3_dreamer.common.resume import ExactResume
 
-SelfDreamer = TypeVar("SelfDreamer", bound="Dreamer")
+SelfWorldModelAlgorithm = TypeVar("SelfWorldModelAlgorithm", bound="WorldModelAlgorithm")
 
-#: ``precision`` values: float32 everywhere, or the training forward passes in bfloat16 (see :meth:`Dreamer.autocast`).
+#: ``precision`` values: float32 everywhere, or the training forward passes in bfloat16 (see
+#: :meth:`WorldModelAlgorithm.autocast`).
 PRECISIONS = ("fp32", "bf16-mixed")
 
-#: sb3-dreamer's version, written into every saved model.
-VERSION = (pathlib.Path(__file__).parents[1] / "version.txt").read_text().strip()
 
-
-class Dreamer(OffPolicyAlgorithm):
+class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
     """Shared implementation; see :class:`sb3_dreamer.DreamerV2` and :class:`sb3_dreamer.DreamerV3`
-    for the arguments and defaults. Subclasses choose the KL term (:meth:`_kl_loss`) and the
-    behaviour-learning options (:meth:`_behavior_options`)."""
+    for the arguments and their defaults (each algorithm owns its own; those of this class are
+    only SB3's). A subclass names its world-model loss weights (:attr:`loss_scales`), its KL terms
+    (:meth:`_kl_terms`) and its behaviour-learning options (:meth:`_behavior_options`); the
+    policy names its optimizers (``DreamerPolicy.optimizer_learning_rates``)."""
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_ALIASES
     policy: DreamerPolicy
@@ -73,29 +63,28 @@ class Dreamer(OffPolicyAlgorithm):
 
     def __init__(
         self,
-        env: GymEnv | str | None = None,
-        policy: str | type[DreamerPolicy] = "DreamerPolicy",
-        learning_rate: float | Schedule = 2e-4,
-        actor_learning_rate: float | Schedule = 4e-5,
-        critic_learning_rate: float | Schedule = 1e-4,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 5_000,
-        batch_size: int = 50,
-        sequence_length: int = 50,
-        imagination_horizon: int = 15,
-        gamma: float = 0.99,
-        return_lambda: float = 0.95,
-        train_freq: int | tuple[int, str] = 10,
-        gradient_steps: int = 1,
-        train_ratio: float | None = None,
-        discount_scale: float = 1.0,
-        reward_scale: float = 1.0,
-        entropy_coef: float = 1e-3,
-        actor_grad_mix: float | None = None,
-        target_update_interval: int = 100,
-        tau: float = 1.0,
-        max_grad_norm: float = 100.0,
-        world_model_max_grad_norm: float | None = None,
+        env: GymEnv | str | None,
+        policy: str | type[DreamerPolicy],
+        *,
+        learning_rate: float | Schedule,
+        actor_learning_rate: float | Schedule,
+        critic_learning_rate: float | Schedule,
+        buffer_size: int,
+        learning_starts: int,
+        batch_size: int,
+        sequence_length: int,
+        imagination_horizon: int,
+        gamma: float,
+        return_lambda: float,
+        train_freq: int | tuple[int, str],
+        gradient_steps: int,
+        train_ratio: float | None,
+        entropy_coef: float,
+        actor_grad_mix: float | None,
+        target_update_interval: int,
+        tau: float,
+        max_grad_norm: float,
+        world_model_max_grad_norm: float | None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -109,7 +98,7 @@ class Dreamer(OffPolicyAlgorithm):
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-        # Accept SB3's positional order too: Dreamer("MlpPolicy", env).
+        # Accept SB3's positional order too: DreamerV2("MlpPolicy", env).
         if (isinstance(env, str) and env in self.policy_aliases) or (
             isinstance(env, type) and issubclass(env, BasePolicy)
         ):
@@ -146,8 +135,6 @@ class Dreamer(OffPolicyAlgorithm):
         self.imagination_horizon = imagination_horizon
         self.return_lambda = return_lambda
         self.train_ratio = train_ratio
-        self.discount_scale = discount_scale
-        self.reward_scale = reward_scale
         self.entropy_coef = entropy_coef
         self.actor_grad_mix = actor_grad_mix
         self.target_update_interval = target_update_interval
@@ -179,12 +166,14 @@ class Dreamer(OffPolicyAlgorithm):
                 self.train_ratio, self.batch_size * self.sequence_length, self.n_envs
             )
         self._setup_lr_schedule()
-        self.actor_lr_schedule = FloatSchedule(self.actor_learning_rate)
-        self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+        self.lr_schedules = {  # one per optimizer of the policy, by the argument that sets it
+            key: self.lr_schedule if key == "learning_rate" else FloatSchedule(getattr(self, key))
+            for key in self._policy_class().optimizer_learning_rates.values()
+        }
         self.policy_kwargs = {  # a copy: never mutate the dict the user passed
             **self.policy_kwargs,
-            "actor_lr": self.actor_lr_schedule(1.0),
-            "critic_lr": self.critic_lr_schedule(1.0),
+            "actor_lr": self.lr_schedules["actor_learning_rate"](1.0),
+            "critic_lr": self.lr_schedules["critic_learning_rate"](1.0),
         }
         super()._setup_model()
         if self.actor_grad_mix is None:  # DreamerV2 "auto": REINFORCE for Discrete, dynamics for Box
@@ -199,116 +188,34 @@ class Dreamer(OffPolicyAlgorithm):
             "_resume",
             "_non_finite",
             "_consecutive_skips",
-            "actor_lr_schedule",
-            "critic_lr_schedule",
+            "lr_schedules",
         ]
 
+    def _policy_class(self) -> type[DreamerPolicy]:
+        policy = self.policy_class
+        return self.policy_aliases[policy] if isinstance(policy, str) else policy  # type: ignore[return-value]
+
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.wm_optimizer", "policy.actor_optimizer", "policy.critic_optimizer"], []
+        return ["policy", *(f"policy.{name}" for name in self._policy_class().optimizer_learning_rates)], []
+
+    @classmethod
+    def saved_members(cls) -> tuple[str, ...]:
+        optimizers = cls.policy_aliases["DreamerPolicy"].optimizer_learning_rates  # type: ignore[attr-defined]
+        return (*super().saved_members(), *(f"policy.{name}.pth" for name in optimizers))
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         super().set_env(env, force_reset)
         self._last_latent = None
         self._pre_step = None
 
-    # -- acting -------------------------------------------------------------------------------------
-    def _sample_action(
-        self, learning_starts: int, action_noise: Any = None, n_envs: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Act with the recurrent policy (sampling from the actor); before ``learning_starts``
-        act uniformly at random but still filter the observations, so the latent state and its
-        previous action stay consistent when the policy takes over."""
-        assert self._last_obs is not None, "self._last_obs was not set"
-        # What `save` needs if a callback saves between env.step and _store_transition (SB3 calls
-        # CheckpointCallback there): the state as of the last stored step.
-        self._pre_step = (self.num_timesteps, self._last_latent, self._acting_random_state())
-        policy = self.policy
-        policy.set_training_mode(False)
-        if self._last_latent is None or len(self._last_latent[0]) != n_envs:
-            self._last_latent = policy.initial_state(n_envs)
-        obs_tensor, _ = policy.obs_to_tensor(self._last_obs)
-        starts = th.as_tensor(np.asarray(self._last_episode_starts, dtype=np.float32), device=self.device)
-        forced = None
-        if self.num_timesteps < learning_starts:
-            random_action = np.array([self.action_space.sample() for _ in range(n_envs)])
-            forced = policy.action_to_tensor(policy.to_buffer_action(random_action))
-        action, self._last_latent = policy.step(
-            obs_tensor, self._last_latent, starts, deterministic=False, action=forced
-        )
-        env_action = policy.to_env_action(action)
-        return env_action, policy.to_buffer_action(env_action)
-
-    def _store_transition(
-        self,
-        replay_buffer: ReplayBuffer,
-        buffer_action: np.ndarray,
-        new_obs: np.ndarray | dict[str, np.ndarray],
-        reward: np.ndarray,
-        dones: np.ndarray,
-        infos: list[dict[str, Any]],
-    ) -> None:
-        """Store the step as Dreamer rows and remember which envs start a new episode."""
-        if not np.isfinite(reward).all():
-            raise ValueError(f"The environment returned a non-finite reward (NaN or inf): {reward}.")
-        check_finite_observation(new_obs)
-        next_obs = new_obs
-        ended = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
-        if ended:  # swap in the real final observations, on a copy (new_obs is what the policy acts on next)
-            next_obs = {k: v.copy() for k, v in new_obs.items()} if isinstance(new_obs, dict) else new_obs.copy()
-        for i in ended:
-            terminal = infos[i]["terminal_observation"]
-            check_finite_observation(terminal)
-            if isinstance(next_obs, dict):
-                for key in next_obs:
-                    next_obs[key][i] = terminal[key]
-            else:
-                next_obs[i] = terminal
-        replay_buffer.add(  # type: ignore[call-arg]
-            self._last_obs, next_obs, buffer_action, reward, dones, infos, episode_start=self._last_episode_starts
-        )
-        self._last_obs = new_obs
-        self._last_episode_starts = dones
-        self._pre_step = None
-        episodes = self.train_freq.unit == TrainFrequencyUnit.EPISODE  # type: ignore[union-attr]
-        self._rollout_progress += int(np.sum(dones)) if episodes else 1
-
-    def collect_rollouts(
-        self,
-        env: VecEnv,
-        callback: BaseCallback,
-        train_freq: TrainFreq,
-        replay_buffer: ReplayBuffer,
-        action_noise: ActionNoise | None = None,
-        learning_starts: int = 0,
-        log_interval: int | None = None,
-    ) -> RolloutReturn:
-        """SB3's rollout, shortened by the steps already collected when a resumed checkpoint was
-        saved in the middle of one, so the updates fall on the same steps as without the interruption."""
-        done = self._rollout_progress
-        if 0 < done < train_freq.frequency:
-            train_freq = TrainFreq(train_freq.frequency - done, train_freq.unit)
-        else:
-            self._rollout_progress = done = 0
-        rollout = super().collect_rollouts(
-            env, callback, train_freq, replay_buffer, action_noise, learning_starts, log_interval
-        )
-        if rollout.continue_training:
-            self._rollout_progress = 0
-            if train_freq.unit == TrainFrequencyUnit.STEP:  # gradient_steps=-1 counts the whole rollout
-                rollout = rollout._replace(episode_timesteps=rollout.episode_timesteps + done * env.num_envs)
-        return rollout
-
     # -- training -----------------------------------------------------------------------------------
     def _update_learning_rate(self, optimizers: Any) -> None:  # type: ignore[override]
+        """Set every optimizer of the policy to its schedule's learning rate and log it as ``train/<argument>``."""
         progress = self._current_progress_remaining
-        policy = self.policy
-        for key, optimizer, schedule in (
-            ("learning_rate", policy.wm_optimizer, self.lr_schedule),
-            ("actor_learning_rate", policy.actor_optimizer, self.actor_lr_schedule),
-            ("critic_learning_rate", policy.critic_optimizer, self.critic_lr_schedule),
-        ):
-            self.logger.record(f"train/{key}", schedule(progress))
-            update_learning_rate(optimizer, schedule(progress))
+        for name, key in self.policy.optimizer_learning_rates.items():
+            rate = self.lr_schedules[key](progress)
+            self.logger.record(f"train/{key}", rate)
+            update_learning_rate(getattr(self.policy, name), rate)
 
     @property
     def replay_ratio(self) -> float:
@@ -393,7 +300,7 @@ class Dreamer(OffPolicyAlgorithm):
         )
 
     def train_step(self, batch: Any) -> dict[str, th.Tensor] | None:
-        """One Dreamer update: the world model on ``batch``, then actor and critic in imagination.
+        """One update: the world model on ``batch``, then actor and critic in imagination.
 
         Returns the metrics, or ``None`` if a part had a non-finite loss or gradient: that part's
         weights are left as they were, and the actor and critic are not trained on a world-model
@@ -403,7 +310,7 @@ class Dreamer(OffPolicyAlgorithm):
         wm = policy.world_model
         self._non_finite: list[str] = []
         with self.autocast():
-            model_loss, posterior, metrics = wm.loss(batch, self._kl_loss, self.discount_scale, self.reward_scale)
+            model_loss, posterior, metrics = wm.loss(batch, self._kl_terms, self.loss_scales)
         model_norm = self._optimize(model_loss, policy.wm_optimizer, wm, "world-model", self.world_model_max_grad_norm)
         if model_norm is None:
             return None
@@ -448,134 +355,29 @@ class Dreamer(OffPolicyAlgorithm):
         enabled = getattr(self, "precision", "fp32") == "bf16-mixed"  # models saved before 0.5 have none
         return th.autocast(self.device.type, dtype=th.bfloat16, enabled=enabled)
 
-    def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """The weighted KL term of the world-model loss and the KL value per element."""
+    @property
+    def loss_scales(self) -> dict[str, float]:
+        """The weight of each world-model loss term, by name (:data:`~sb3_dreamer.common.world_model.LOSS_TERMS`)."""
+        raise NotImplementedError
+
+    def _kl_terms(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[dict[str, th.Tensor], th.Tensor]:
+        """The ``dyn`` and ``rep`` KL terms before their scales, and the KL value per element
+        (:data:`~sb3_dreamer.common.world_model.KLTerms`)."""
         raise NotImplementedError
 
     def _behavior_options(self) -> dict[str, Any]:
         """Extra arguments of :func:`~sb3_dreamer.common.behavior.behavior_losses`."""
         return {}
 
-    # -- saving and resuming -----------------------------------------------------------------------
-    def _acting_random_state(self) -> dict[str, Any]:
-        """The random generators acting draws from, cheap enough to copy at every env step:
-        torch's (action and latent samples) and the action space's (random actions before
-        ``learning_starts``). numpy's and Python's (the replay sampler draws from numpy's, only
-        during updates) are copied when ``save`` runs: np.random.get_state alone takes ~50 us."""
-        state: dict[str, Any] = {"torch": th.get_rng_state().numpy()}
-        if self.device.type == "cuda":
-            state["cuda"] = th.cuda.get_rng_state(self.device).numpy()
-        state["action_space"] = self.action_space.np_random.bit_generator.state
-        return state
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Any = None,
-        include: Any = None,
-    ) -> None:
-        """Save the model like SB3, atomically (a failed save leaves the previous file intact),
-        with what an exact resume needs: the random states of torch, numpy, Python and the action
-        space, and the recurrent state of the acting envs (restored by the next
-        ``learn(..., reset_num_timesteps=False)``).
-
-        Called from a callback between ``env.step`` and the storing of that step (where SB3 calls
-        ``CheckpointCallback``), it saves the model as of the last stored step, which is the
-        state the replay buffer saved beside it matches.
-        """
-        saved_steps, saved_latent = self.num_timesteps, self._last_latent
-        if self._resume is not None:  # loaded and not resumed yet: keep the loaded state
-            self._resume_state = self._resume
-        else:
-            if self._pre_step is not None:
-                self.num_timesteps, self._last_latent, acting = self._pre_step
-            else:
-                acting = self._acting_random_state()
-            latent = None if self._last_latent is None else tuple(x.cpu().numpy() for x in self._last_latent)
-            self._resume_state = {
-                **acting,
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-                "latent": latent,
-            }
-        try:
-            with atomic_open(path, "zip") as file:
-                super().save(file, exclude, include)
-        finally:
-            self.num_timesteps, self._last_latent = saved_steps, saved_latent
-            del self._resume_state
-
-    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Save the replay buffer like SB3, atomically."""
-        with atomic_open(path, "pkl") as file:
-            super().save_replay_buffer(file)
-
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, BaseCallback]:
-        result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        if self._pre_step is not None:  # a callback stopped training after env.step: that step was never stored
-            self._last_latent, self._pre_step = self._pre_step[1], None
-        if reset_num_timesteps:
-            self._rollout_progress = 0
-        elif self._resume is not None:
-            self._restore_random_state(self._resume)
-        self._resume = None
-        return result
-
-    def _restore_random_state(self, state: dict[str, Any]) -> None:
-        th.set_rng_state(th.as_tensor(state["torch"]))
-        if "cuda" in state and self.device.type == "cuda":
-            th.cuda.set_rng_state(th.as_tensor(state["cuda"]), self.device)
-        np.random.set_state(state["numpy"])
-        random.setstate(state["python"])
-        self.action_space.np_random.bit_generator.state = state["action_space"]
-        if state["latent"] is not None and len(state["latent"][0]) == self.n_envs:
-            self._last_latent = tuple(th.as_tensor(x, device=self.device) for x in state["latent"])  # type: ignore[assignment]
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfDreamer],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfDreamer:
-        """Load a model saved by :meth:`save`. Raises ``ValueError`` naming the file when it is not
-        a zip, is truncated or fails a checksum, lacks a member, was saved by another algorithm, or
-        holds networks this version cannot read. ``learn(..., reset_num_timesteps=False)`` then
-        resumes from the saved random state (see the reliability docs)."""
-        data = check_saved_model(path, cls.__name__, VERSION)
-        try:
-            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        except (RuntimeError, KeyError) as error:  # (SB3 turns some mismatches into KeyError 'policy.optimizer')
-            if "state_dict" not in str(error) and "policy.optimizer" not in str(error):
-                raise
-            saved = data.get("_sb3_dreamer_version", "0.2.0 or older")
-            raise ValueError(
-                f"{getattr(path, 'name', path)} holds networks that do not fit {cls.__name__} of sb3-dreamer "
-                f"{VERSION} (it was saved by sb3-dreamer {saved}): {error}"
-            ) from error
-        model._resume = model.__dict__.pop("_resume_state", None)
-        return model
-
     def learn(
-        self: SelfDreamer,
+        self: SelfWorldModelAlgorithm,
         total_timesteps: int | float,
         callback: MaybeCallback = None,
         log_interval: int = 4,
         tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
-    ) -> SelfDreamer:
+    ) -> SelfWorldModelAlgorithm:
         return super().learn(
             total_timesteps=int(total_timesteps),
             callback=callback,
@@ -593,7 +395,7 @@ def train_schedule(train_ratio: float, replayed_per_update: int, n_envs: int) ->
     ``n_envs`` env steps. The updates per collection step are approximated either by a fraction
     ``gradient_steps / train_freq`` with ``train_freq`` <= 16 (so updates never come in long
     bursts) or by one update every ``round(1 / updates)`` steps, whichever is closer.
-    ``Dreamer.replay_ratio`` gives the ratio actually used.
+    ``WorldModelAlgorithm.replay_ratio`` gives the ratio actually used.
     """
     if not train_ratio > 0:
         raise ValueError(f"train_ratio must be positive, got {train_ratio}.")
@@ -604,9 +406,3 @@ def train_schedule(train_ratio: float, replayed_per_update: int, n_envs: int) ->
         candidates.append((fraction.denominator, fraction.numerator))
     freq, steps = min(candidates, key=lambda c: abs(c[1] / c[0] - per_step))
     return (freq, "step"), steps
-
-
-def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, policy_kwargs: dict | None) -> None:
-    """Raise ``TypeError`` naming any observation or action space Dreamer does not support."""
-    observation_parts(observation_space, (policy_kwargs or {}).get("channels_last"))
-    check_action_space(action_space)

@@ -1,6 +1,7 @@
-"""Behaviour learning in imagination (DreamerV2 paper, Section 2.2; seed 000, "Behaviour Learning").
+"""Behaviour learning in imagination (DreamerV2 paper, Section 2.2 "Behavior Learning").
 
-Time convention used throughout (the corrected one of shared/research pitfall 2, as in DreamerV3):
+Time convention used throughout (DreamerV3's; DreamerV2's code paired ``v(s_t)`` with the reward
+for entering ``s_t``, one step late):
 imagined state ``s_t`` is reached by action ``a_{t-1}``; the reward and continue heads evaluated
 at ``s_{t+1}`` give ``r_{t+1}`` and ``c_{t+1}``; so
 
@@ -8,7 +9,8 @@ at ``s_{t+1}`` give ``r_{t+1}`` and ``c_{t+1}``; so
     V^lambda_H = v(s_H)                                          (paper Eq. 4)
 
 and the loss of step ``t`` is weighted by ``gamma^t prod_{k<=t} c_k``, with ``c_0`` the *real*
-``1 - is_terminal`` of the posterior state the imagination started from (pitfall 5).
+``1 - is_terminal`` of the posterior state the imagination started from (a start state that
+is terminal in the data gets no weight, as in danijar/dreamerv2's ``imagine``).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class Actor(nn.Module):
 
 
 class ReturnNormalizer(nn.Module):
-    """DreamerV3's return scale (paper Eq. 7; seed 004): ``S = max(limit, EMA(Per(R, 95)) - EMA(Per(R, 5)))``,
+    """DreamerV3's return scale (paper Eq. 7): ``S = max(limit, EMA(Per(R, 95)) - EMA(Per(R, 5)))``,
     the EMAs (decay 0.99) of the 5th and 95th percentiles of the imagined lambda-returns of each
     batch. Its state is part of the policy, so it is saved and loaded with the model."""
 
@@ -176,13 +178,13 @@ def imagine(
         actor over the imagined states
     :return: (features ``(H+1, N, F)`` of s_0..s_H, raw actions ``(H, N, A)`` with a_t taken in
         s_t, in the format of :meth:`Actor.sample`, and with ``keep_logits`` the actor's logits
-        ``(H, N, A)`` at s_0..s_{H-1}, else ``None``). Without autograd, the features are a
-        :class:`OneHotInput` over :meth:`RSSM.feature_buffer` (valid until the next imagination),
-        which the heads' first layers read by gathering.
+        ``(H, N, A)`` at s_0..s_{H-1}, else ``None``). Without autograd and with one-hot latents,
+        the features are a :class:`OneHotInput` over :meth:`RSSM.feature_buffer` (valid until the
+        next imagination), which the heads' first layers read by gathering.
     """
     if keep_logits and not actor.discrete:
         raise ValueError("keep_logits needs a Discrete actor: a Box actor has no logits")
-    if not th.is_grad_enabled():  # the states fill one reused buffer, step by step
+    if not th.is_grad_enabled() and rssm.latent.one_hot:  # the states fill one reused buffer, step by step
         dtype = autocast_dtype(start.deter.device.type)  # under autocast the states are stored in its dtype
         feats = rssm.feature_buffer(horizon + 1, start.deter.shape[0], start.deter, dtype)
         index = start.deter.new_empty(horizon + 1, start.deter.shape[0], rssm.stoch_size, dtype=th.long)

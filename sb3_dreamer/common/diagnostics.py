@@ -1,7 +1,7 @@
 """What a user reads when a run learns nothing: does the world model predict the rewards and
 terminals it sees, and how far ahead does its prior stay right?
 
-Logged under ``train/`` by :meth:`~sb3_dreamer.common.algorithm.Dreamer.train` (docs/diagnostics.md).
+Logged under ``train/`` by :meth:`~sb3_dreamer.common.algorithm.WorldModelAlgorithm.train` (docs/diagnostics.md).
 Everything here runs without autograd on tensors the update computed anyway, except
 :func:`open_loop_errors`, which rolls the prior forward and is run every ``open_loop_interval`` updates.
 """

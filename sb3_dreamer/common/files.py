@@ -18,14 +18,8 @@ from collections.abc import Iterator
 
 from stable_baselines3.common.save_util import open_path
 
-#: Members every Dreamer zip must hold (SB3's ``data`` plus one ``.pth`` per saved state dict).
-REQUIRED_MEMBERS = (
-    "data",
-    "policy.pth",
-    "policy.wm_optimizer.pth",
-    "policy.actor_optimizer.pth",
-    "policy.critic_optimizer.pth",
-)
+#: sb3-dreamer's version, written into every saved model.
+VERSION = (pathlib.Path(__file__).parents[1] / "version.txt").read_text().strip()
 
 
 def _destination(path: str | pathlib.Path, suffix: str) -> pathlib.Path:
@@ -74,9 +68,12 @@ def atomic_open(path: str | pathlib.Path | io.BufferedIOBase, suffix: str) -> It
             os.close(folder)
 
 
-def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: str, version: str) -> dict:
-    """Check that ``path`` is an intact SB3 zip saved by sb3-dreamer's ``algorithm`` before SB3
-    unpickles anything; return its ``data``. Raises ``ValueError`` naming the file and the problem."""
+def check_saved_model(
+    path: str | pathlib.Path | io.BufferedIOBase, algorithm: str, version: str, required: tuple[str, ...]
+) -> dict:
+    """Check that ``path`` is an intact SB3 zip saved by sb3-dreamer's ``algorithm``, holding every
+    member in ``required``, before SB3 unpickles anything; return its ``data``. Raises ``ValueError``
+    naming the file and the problem."""
     name = getattr(path, "name", path)
     file = open_path(path, "r", verbose=0, suffix="zip")  # type: ignore[arg-type]
     start = file.tell() if file.seekable() else None
@@ -102,7 +99,7 @@ def check_saved_model(path: str | pathlib.Path | io.BufferedIOBase, algorithm: s
     if saved_by != algorithm:
         what = f"by sb3_dreamer's {saved_by}" if saved_by else "by another algorithm or package"
         raise ValueError(f"{name} was saved {what}, not by {algorithm}; load it with the class that saved it.")
-    missing = [member for member in REQUIRED_MEMBERS if member not in members]
+    missing = [member for member in required if member not in members]
     if missing:
         saved_version = data.get("_sb3_dreamer_version", "unknown")
         raise ValueError(

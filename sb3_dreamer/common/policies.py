@@ -9,7 +9,7 @@ row per environment, reset to zeros where ``episode_start`` is set.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -19,10 +19,14 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_dreamer.common.behavior import Actor, ReturnNormalizer
+from sb3_dreamer.common.latents import GaussianLatent
 from sb3_dreamer.common.networks import NetStyle, ScalarHead, init_weights
 from sb3_dreamer.common.observations import as_obs_dict, observation_parts
 from sb3_dreamer.common.rssm import RSSMState
 from sb3_dreamer.common.world_model import WorldModel
+
+#: ``latent`` values of :class:`DreamerPolicy`.
+LATENTS = ("categorical", "gaussian")
 
 #: The recurrent state threaded through ``predict``: (h, z, previous action), one row per env.
 LatentState = tuple[th.Tensor, th.Tensor, th.Tensor]
@@ -66,6 +70,9 @@ class DreamerPolicy(BasePolicy):
     :param bins: Reward and critic heads: 0 = unit Gaussian (DreamerV2), N = two-hot over N bins
         evenly spaced in symlog space, output layers initialised to zero (DreamerV3: 255)
     :param learned_initial: Start episodes from a learned latent state instead of zeros (DreamerV3)
+    :param latent: The distribution of ``z``: ``"categorical"`` (``stoch_size`` variables of ``classes``
+        classes; DreamerV2, V3) or ``"gaussian"`` (a diagonal Gaussian of ``stoch_size`` dimensions,
+        ``classes`` unused; PlaNet, DreamerV1), see :mod:`~sb3_dreamer.common.latents`
     :param weight_decay: Decoupled weight decay, applied as ``w <- (1 - weight_decay) w`` after
         every optimizer step, independently of the learning rate (danijar/dreamerv2's optimizer)
     :param optimizer_class: Optimizer of all three parts
@@ -73,6 +80,15 @@ class DreamerPolicy(BasePolicy):
     :param world_model_optimizer_kwargs: Overrides of ``optimizer_kwargs`` for the world model
         (DreamerV3: Adam ``eps`` 1e-8 for the model, 1e-5 for actor and critic)
     """
+
+    #: The policy's optimizers (attribute names), each with the algorithm argument that sets its
+    #: learning rate: saving, loading, resuming and learning-rate schedules follow this mapping, so a
+    #: policy with other optimizers (one, or an extra one for a dual variable) declares them here.
+    optimizer_learning_rates: ClassVar[dict[str, str]] = {
+        "wm_optimizer": "learning_rate",
+        "actor_optimizer": "actor_learning_rate",
+        "critic_optimizer": "critic_learning_rate",
+    }
 
     def __init__(
         self,
@@ -96,6 +112,7 @@ class DreamerPolicy(BasePolicy):
         unimix: float = 0.0,
         bins: int = 0,
         learned_initial: bool = False,
+        latent: str = "categorical",
         weight_decay: float = 1e-6,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -127,6 +144,9 @@ class DreamerPolicy(BasePolicy):
         self.channels_last = channels_last
         self.style = NetStyle(activation_fn, layer_norm, symlog_inputs)
         self.unimix, self.bins, self.learned_initial = unimix, bins, learned_initial
+        if latent not in LATENTS:
+            raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}.")
+        self.latent = latent
         self.world_model_optimizer_kwargs = world_model_optimizer_kwargs or {}
         self.weight_decay = weight_decay
         self.actor_lr, self.critic_lr = actor_lr, critic_lr
@@ -142,6 +162,7 @@ class DreamerPolicy(BasePolicy):
             unimix=self.unimix,
             bins=self.bins,
             learned_initial=self.learned_initial,
+            latent=GaussianLatent(args["stoch_size"]) if self.latent == "gaussian" else None,
         )
         feat_dim = self.world_model.rssm.feat_dim
         layers, units = args["mlp_layers"], args["mlp_units"]
@@ -184,6 +205,7 @@ class DreamerPolicy(BasePolicy):
             unimix=self.unimix,
             bins=self.bins,
             learned_initial=self.learned_initial,
+            latent=self.latent,
             weight_decay=self.weight_decay,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
@@ -258,7 +280,7 @@ class DreamerPolicy(BasePolicy):
         wm = self.world_model
         embed = wm.embed(as_obs_dict(observation), 1)
         deter, stoch, prev_action = state
-        prev = RSSMState(deter, stoch, stoch.new_zeros(len(stoch), wm.rssm.stoch_size, wm.rssm.classes))
+        prev = RSSMState(deter, stoch, wm.rssm.latent.zeros_stats(len(stoch), stoch.device))
         post = wm.rssm.obs_step(prev, prev_action, embed, episode_start, sample=not deterministic)
         if action is None:
             action = self.actor.act(post.feat, deterministic)
@@ -306,6 +328,12 @@ class DreamerPolicy(BasePolicy):
         ones = th.ones(n_envs, device=self.device)
         action, _ = self.step(observation, self.initial_state(n_envs), ones, deterministic)
         return th.as_tensor(self.to_env_action(action), device=self.device)
+
+
+def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, policy_kwargs: dict | None) -> None:
+    """Raise ``TypeError`` naming any observation or action space the policy does not support."""
+    observation_parts(observation_space, (policy_kwargs or {}).get("channels_last"))
+    check_action_space(action_space)
 
 
 def check_finite_observation(observation: Any, what: str = "observation") -> None:

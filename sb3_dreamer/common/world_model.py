@@ -1,5 +1,6 @@
-"""The world model: encoder, RSSM, image/observation predictor, reward and discount predictors,
-and its loss (DreamerV2 paper, Eq. 2; seed 000, "Learning The World Model - Loss Function")."""
+"""The world model: encoder, RSSM, image/observation predictor, reward and continue predictors,
+and its loss, a sum of named terms weighted by the algorithm's ``loss_scales`` (DreamerV2 paper,
+Eq. 2; DreamerV3 paper, Eq. 3-5)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 from sb3_dreamer.common.diagnostics import head_errors
 from sb3_dreamer.common.distributions import bernoulli_nll, symlog
 from sb3_dreamer.common.encoders import ObservationDecoder, ObservationEncoder
+from sb3_dreamer.common.latents import Latent
 from sb3_dreamer.common.networks import V2_STYLE, NetStyle, ScalarHead, mlp
 from sb3_dreamer.common.observations import ObsPart, preprocess
 from sb3_dreamer.common.rssm import RSSM, RSSMState
@@ -29,8 +31,13 @@ class SequenceBatch(NamedTuple):
     is_last: th.Tensor  # (B, T) float, 1 on the last step of an episode (terminated or truncated)
 
 
-#: ``(posterior logits, prior logits) -> (weighted KL loss, KL value per element)``
-KLLoss = Callable[[th.Tensor, th.Tensor], tuple[th.Tensor, th.Tensor]]
+#: ``(posterior stats, prior stats) -> ({"dyn": L_dyn, "rep": L_rep}, KL value per element)``: the
+#: KL terms before their scales, ``dyn`` training the prior (``KL[sg(q) || p]``) and ``rep`` the
+#: posterior (``KL[q || sg(p)]``), each with the algorithm's free nats (DreamerV3 paper, Eq. 5)
+KLTerms = Callable[[th.Tensor, th.Tensor], tuple[dict[str, th.Tensor], th.Tensor]]
+
+#: The terms of :meth:`WorldModel.loss`, the keys of an algorithm's ``loss_scales``
+LOSS_TERMS = ("reconstruction", "reward", "continue", "dyn", "rep")
 
 
 class WorldModel(nn.Module):
@@ -40,6 +47,8 @@ class WorldModel(nn.Module):
     :param unimix: Uniform mix of the RSSM's categoricals (DreamerV3: 0.01)
     :param bins: Reward head: 0 = unit Gaussian (DreamerV2), N = two-hot over N symlog bins (DreamerV3)
     :param learned_initial: The RSSM starts episodes from a learned state (DreamerV3)
+    :param latent: The distribution of ``z`` (:mod:`~sb3_dreamer.common.latents`); ``None``: categorical
+        of ``stoch_size`` x ``classes`` with ``unimix``
     :param cnn_padding: "same" or "valid" (DreamerV1/V2's 64x64 CNN), see
         :class:`~sb3_dreamer.common.encoders.ConvEncoder`
     """
@@ -60,6 +69,7 @@ class WorldModel(nn.Module):
         bins: int = 0,
         learned_initial: bool = False,
         cnn_padding: str = "same",
+        latent: Latent | None = None,
     ) -> None:
         super().__init__()
         self.parts, self.style = parts, style
@@ -74,6 +84,7 @@ class WorldModel(nn.Module):
             style,
             unimix,
             learned_initial,
+            latent,
         )
         feat_dim = self.rssm.feat_dim
         self.decoder = ObservationDecoder(feat_dim, self.encoder, mlp_layers, mlp_units)
@@ -108,44 +119,52 @@ class WorldModel(nn.Module):
         return (logits > 0).to(logits.dtype) if mode else th.sigmoid(logits)
 
     def loss(
-        self, batch: SequenceBatch, kl_loss: KLLoss, discount_scale: float = 1.0, reward_scale: float = 1.0
+        self,
+        batch: SequenceBatch,
+        kl_terms: KLTerms,
+        loss_scales: Mapping[str, float],
+        detach_decoder: bool = False,
     ) -> tuple[th.Tensor, RSSMState, dict[str, th.Tensor]]:
-        """The world-model loss, averaged over the batch and time (DreamerV2 Eq. 2; DreamerV3 Eq. 3-5):
+        """The world-model loss, averaged over the batch and time: ``sum_k loss_scales[k] L_k`` over
+        :data:`LOSS_TERMS` (danijar's dreamerv3 ``loss_scales``), where
 
-        ``-ln p(x_t|h_t,z_t) - reward_scale ln p(r_t|h_t,z_t) - discount_scale ln p(c_t|h_t,z_t)``
-        plus ``kl_loss`` of the posterior and prior: V2's balanced KL (Algorithm 2) or V3's free-bits
-        dynamics and representation terms.
+        - ``reconstruction`` = ``-ln p(x_t | h_t, z_t)``, summed over each observation's dimensions
+          (DreamerV2 Eq. 2, image log loss; DreamerV3 Eq. 4, decoder). A scale of 0 skips the
+          decoder; with ``detach_decoder`` it learns from ``sg(h_t, z_t)``, shaping no representation;
+        - ``reward`` = ``-ln p(r_t | h_t, z_t)`` (DreamerV2 Eq. 2; DreamerV3 Eq. 4);
+        - ``continue`` = ``-ln p(c_t | h_t, z_t)``, a Bernoulli on "x_t is not terminal", which
+          truncation leaves at 1 (DreamerV2 Eq. 2, discount; DreamerV3 Eq. 4);
+        - ``dyn`` and ``rep``: ``kl_terms`` of the posterior and the prior (DreamerV2's KL balancing,
+          Algorithm 2, is ``dyn`` and ``rep`` scaled by ``beta alpha`` and ``beta (1 - alpha)``;
+          DreamerV3 Eq. 5).
 
-        :return: (loss, posterior states (B, T), detached metrics)
+        :return: (loss, posterior states (B, T), detached metrics: ``<term>_loss`` before its scale)
         """
+        missing = set(LOSS_TERMS) - set(loss_scales)
+        if missing:
+            raise ValueError(f"loss_scales lacks {sorted(missing)}; it needs a scale for each of {LOSS_TERMS}.")
         inputs = self.preprocess(batch.observations, 2)
         embed = self.encoder(inputs)
-        post, prior_logits = self.rssm.observe(embed, batch.prev_actions, batch.is_first)
+        post, prior = self.rssm.observe(embed, batch.prev_actions, batch.is_first)
         feat = post.feat
-        reconstruction_loss = self.decoder.nll(feat, inputs).mean()  # -ln p(x_t | h_t, z_t)
+        terms: dict[str, th.Tensor] = {}
+        if loss_scales["reconstruction"] != 0.0:
+            terms["reconstruction"] = self.decoder.nll(feat.detach() if detach_decoder else feat, inputs).mean()
         reward_out = self.reward_head(feat)
-        reward_loss = self.reward_head.nll(reward_out, batch.rewards).mean()  # -ln p(r_t | h_t, z_t)
-        # -ln p(gamma_t | h_t, z_t): Bernoulli on "x_t is not terminal"; truncation keeps target 1
+        terms["reward"] = self.reward_head.nll(reward_out, batch.rewards).mean()
         continue_logits = self.continue_logits(feat)
-        discount_loss = bernoulli_nll(continue_logits, 1.0 - batch.is_terminal).mean()
-        kl_term, kl_value = kl_loss(post.logits, prior_logits)
-        loss = reconstruction_loss + reward_scale * reward_loss + discount_scale * discount_loss + kl_term
-        metrics = {
-            "model_loss": loss,
-            "reconstruction_loss": reconstruction_loss,
-            "reward_loss": reward_loss,
-            "discount_loss": discount_loss,
-            "kl": kl_value.mean(),
-            "kl_loss": kl_term,
-            "prior_entropy": _entropy(prior_logits),
-            "post_entropy": _entropy(post.logits),
-        }
+        terms["continue"] = bernoulli_nll(continue_logits, 1.0 - batch.is_terminal).mean()
+        kl, kl_value = kl_terms(post.stats, prior)
+        terms.update(kl)
+        loss = sum((loss_scales[name] * term for name, term in terms.items()), th.zeros((), device=feat.device))
+        metrics = {"model_loss": loss, **{f"{name}_loss": term for name, term in terms.items()}}
+        latent = self.rssm.latent
+        metrics.update(
+            kl=kl_value.mean(),
+            prior_entropy=latent.entropy(prior).mean(),
+            post_entropy=latent.entropy(post.stats).mean(),
+        )
         with th.no_grad():
             reward_pred = self.reward_head.mean(reward_out.detach())
             metrics.update(head_errors(reward_pred, batch.rewards, th.sigmoid(continue_logits), batch.is_terminal))
         return loss, post, {k: v.detach() for k, v in metrics.items()}
-
-
-def _entropy(logits: th.Tensor) -> th.Tensor:
-    log_p = logits.log_softmax(-1)
-    return -(log_p.exp() * log_p).sum((-2, -1)).mean()

@@ -8,14 +8,14 @@ import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_dreamer.common.algorithm import Dreamer
-from sb3_dreamer.common.distributions import balanced_kl
+from sb3_dreamer.common.algorithm import WorldModelAlgorithm
+from sb3_dreamer.common.distributions import batch_free_nats_kl
 from sb3_dreamer.common.presets import with_presets
 from sb3_dreamer.dreamer_v2.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v2.sizes import PRESETS
 
 
-class DreamerV2(Dreamer):
+class DreamerV2(WorldModelAlgorithm):
     """
     DreamerV2: a world model with discrete (categorical) latents, and an actor-critic learned
     purely from its imagined trajectories.
@@ -76,7 +76,7 @@ class DreamerV2(Dreamer):
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
     :param precision: ``"fp32"``, or ``"bf16-mixed"``: the training forward passes under bfloat16
         autocast, with float32 weights, gradients, optimizer state and distributions
-        (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
+        (:meth:`~sb3_dreamer.common.algorithm.WorldModelAlgorithm.autocast`; danijar's DreamerV3 computes in
         bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32.
         Opt-in: float16 mixed precision broke DreamerV2 on Enduro (danijar/dreamerv2#30)
     :param preset: A named configuration from :data:`sb3_dreamer.dreamer_v2.sizes.PRESETS` that
@@ -90,7 +90,7 @@ class DreamerV2(Dreamer):
 
     - **Reward alignment of the lambda-return.** ``V_t = r_{t+1} + gamma c_{t+1}(...)`` pairs
       each state with the reward for *leaving* it (as DreamerV3 does); DreamerV2's code credited
-      the reward for entering ``s_t`` to ``v(s_t)`` (shared/research pitfall 2).
+      the reward for entering ``s_t`` to ``v(s_t)``, one step late.
     - **Discount head.** It predicts ``P(not terminal)`` and imagination multiplies it by
       ``gamma``; the paper trains a Bernoulli on ``gamma (1 - terminal)``. Same fixed point.
     - **Binary observations** (bool, e.g. MinAtar) use a Bernoulli image likelihood instead of a
@@ -154,16 +154,54 @@ class DreamerV2(Dreamer):
         self.kl_scale = kl_scale
         self.kl_balance = kl_balance
         self.free_nats = free_nats
+        self.discount_scale = discount_scale
+        self.reward_scale = reward_scale
         policy_kwargs = {"cnn_padding": "valid", **(policy_kwargs or {})}  # the paper's 64x64 CNN
         super().__init__(
-            env, policy, learning_rate, actor_learning_rate, critic_learning_rate, buffer_size, learning_starts,
-            batch_size, sequence_length, imagination_horizon, gamma, return_lambda, train_freq, gradient_steps,
-            train_ratio, discount_scale, reward_scale, entropy_coef, actor_grad_mix, target_update_interval, tau,
-            max_grad_norm, world_model_max_grad_norm, replay_buffer_class, replay_buffer_kwargs, policy_kwargs,
-            stats_window_size, tensorboard_log, verbose, seed, device, precision, _init_setup_model,
-        )  # fmt: skip
+            env,
+            policy,
+            learning_rate=learning_rate,
+            actor_learning_rate=actor_learning_rate,
+            critic_learning_rate=critic_learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            sequence_length=sequence_length,
+            imagination_horizon=imagination_horizon,
+            gamma=gamma,
+            return_lambda=return_lambda,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            train_ratio=train_ratio,
+            entropy_coef=entropy_coef,
+            actor_grad_mix=actor_grad_mix,
+            target_update_interval=target_update_interval,
+            tau=tau,
+            max_grad_norm=max_grad_norm,
+            world_model_max_grad_norm=world_model_max_grad_norm,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            precision=precision,
+            _init_setup_model=_init_setup_model,
+        )
 
-    def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        # beta KL[q(z_t | h_t, x_t) || p(z_t | h_t)] with KL balancing (paper Eq. 2, Algorithm 2)
-        loss, value = balanced_kl(post_logits, prior_logits, self.kl_balance, self.free_nats)
-        return self.kl_scale * loss, value
+    @property
+    def loss_scales(self) -> dict[str, float]:
+        # Paper Eq. 2: log image, reward and discount losses; beta KL balanced by alpha (Algorithm 2)
+        return {
+            "reconstruction": 1.0,
+            "reward": self.reward_scale,
+            "continue": self.discount_scale,
+            "dyn": self.kl_scale * self.kl_balance,
+            "rep": self.kl_scale * (1.0 - self.kl_balance),
+        }
+
+    def _kl_terms(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[dict[str, th.Tensor], th.Tensor]:
+        # KL[sg(q) || p] and KL[q || sg(p)], free nats on each batch mean (paper Algorithm 2)
+        return batch_free_nats_kl(post_logits, prior_logits, self.free_nats, self.policy.world_model.rssm.latent.kl)

@@ -1,4 +1,4 @@
-"""DreamerV3 (Hafner et al., "Mastering Diverse Domains through World Models", 2023; seeds 003, 004)."""
+"""DreamerV3 (Hafner et al., "Mastering Diverse Domains through World Models", arXiv:2301.04104, 2023)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch import nn
 
-from sb3_dreamer.common.algorithm import Dreamer
-from sb3_dreamer.common.distributions import free_bits_kl
+from sb3_dreamer.common.algorithm import WorldModelAlgorithm
+from sb3_dreamer.common.distributions import step_free_bits_kl
 from sb3_dreamer.common.presets import merge_policy_kwargs, with_presets
 from sb3_dreamer.dreamer_v3.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v3.sizes import PRESETS, SIZES
@@ -29,7 +29,7 @@ V3_POLICY_KWARGS: dict[str, Any] = {
 }
 
 
-class DreamerV3(Dreamer):
+class DreamerV3(WorldModelAlgorithm):
     """
     DreamerV3: DreamerV2's world model and imagination training made robust enough to use one set
     of hyperparameters everywhere (symlog inputs, two-hot rewards and values, free bits, return
@@ -171,20 +171,47 @@ class DreamerV3(Dreamer):
         self.critic_target_regularizer = critic_target_regularizer
         policy_kwargs = merge_policy_kwargs(V3_POLICY_KWARGS, SIZES[model_size], policy_kwargs or {})
         super().__init__(
-            env, policy, learning_rate, actor_learning_rate, critic_learning_rate, buffer_size, learning_starts,
-            batch_size, sequence_length, imagination_horizon, gamma, return_lambda,
-            1 if train_freq is None else train_freq, 1 if gradient_steps is None else gradient_steps, train_ratio,
-            discount_scale=1.0, reward_scale=1.0, entropy_coef=entropy_coef, actor_grad_mix=actor_grad_mix,
-            target_update_interval=target_update_interval, tau=tau, max_grad_norm=max_grad_norm,
-            world_model_max_grad_norm=world_model_max_grad_norm, replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs, policy_kwargs=policy_kwargs,
-            stats_window_size=stats_window_size, tensorboard_log=tensorboard_log, verbose=verbose, seed=seed,
-            device=device, precision=precision, _init_setup_model=_init_setup_model,
-        )  # fmt: skip
+            env,
+            policy,
+            learning_rate=learning_rate,
+            actor_learning_rate=actor_learning_rate,
+            critic_learning_rate=critic_learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            sequence_length=sequence_length,
+            imagination_horizon=imagination_horizon,
+            gamma=gamma,
+            return_lambda=return_lambda,
+            train_freq=1 if train_freq is None else train_freq,
+            gradient_steps=1 if gradient_steps is None else gradient_steps,
+            train_ratio=train_ratio,
+            entropy_coef=entropy_coef,
+            actor_grad_mix=actor_grad_mix,
+            target_update_interval=target_update_interval,
+            tau=tau,
+            max_grad_norm=max_grad_norm,
+            world_model_max_grad_norm=world_model_max_grad_norm,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            policy_kwargs=policy_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            precision=precision,
+            _init_setup_model=_init_setup_model,
+        )
 
-    def _kl_loss(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        # beta_dyn L_dyn + beta_rep L_rep with free bits (paper Eq. 5)
-        return free_bits_kl(post_logits, prior_logits, self.dyn_scale, self.rep_scale, self.free_bits)
+    @property
+    def loss_scales(self) -> dict[str, float]:
+        # Paper Eq. 3-5: the prediction losses unweighted, beta_dyn L_dyn + beta_rep L_rep
+        return {"reconstruction": 1.0, "reward": 1.0, "continue": 1.0, "dyn": self.dyn_scale, "rep": self.rep_scale}
+
+    def _kl_terms(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[dict[str, th.Tensor], th.Tensor]:
+        # max(1, KL[sg(q) || p]) and max(1, KL[q || sg(p)]), free bits per time step (paper Eq. 5)
+        return step_free_bits_kl(post_logits, prior_logits, self.free_bits, self.policy.world_model.rssm.latent.kl)
 
     def _return_scale(self, returns: th.Tensor) -> th.Tensor:
         """S = max(1, EMA(Per(R, 95) - Per(R, 5))) after updating the EMAs with this batch (paper Eq. 7)."""
