@@ -13,10 +13,10 @@ import time
 import gymnasium as gym
 
 from sb3_dreamer.common.utils import random_policy_score
-from sb3_dreamer.dreamer_v2.sizes import SIZES
+from sb3_dreamer.dreamer_v2.sizes import CONFIGURATIONS
 
-#: The small DreamerV2 configuration for CPU runs: (algorithm arguments, policy_kwargs).
-SMALL_CONFIG: tuple[dict, dict] = SIZES["small"]
+#: The small DreamerV2 configuration for CPU runs: its constructor arguments.
+SMALL_CONFIG: dict = CONFIGURATIONS["small"]
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -27,14 +27,8 @@ def demo(args: argparse.Namespace) -> None:
     from sb3_dreamer import DreamerV2
 
     torch.set_num_threads(args.threads)
-    kwargs, policy_kwargs = SMALL_CONFIG
     model = DreamerV2(
-        args.env,
-        policy_kwargs=policy_kwargs,
-        learning_starts=args.learning_starts,
-        seed=args.seed,
-        device=args.device,
-        **kwargs,
+        args.env, learning_starts=args.learning_starts, seed=args.seed, device=args.device, **SMALL_CONFIG
     )
     print(f"DreamerV2 (small configuration) on {args.env} for {args.steps} env steps, seed {args.seed}")
     start = time.time()

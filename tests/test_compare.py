@@ -257,3 +257,23 @@ def test_dreamerv3_in_compare(finished, tmp_path):
     assert "(vs dqn)" in next(line for line in summary.splitlines() if "| dreamerv3 |" in line)
     with pytest.raises(ValueError, match="Unknown DreamerV3 size"):
         compare([ENV], ["dreamerv3"], steps=300, seeds=1, out=str(tmp_path / "x"), dreamerv3_size="huge")
+
+
+def test_every_named_configuration_of_every_world_model_algorithm_is_one_shape():
+    """``--dreamer-size``/``--dreamerv3-size`` names come from one mapping per algorithm
+    (name -> constructor arguments), and every entry is arguments the class takes."""
+    import importlib
+    import inspect
+
+    from sb3_dreamer.compare.registry import ALGORITHMS, SIZE_MODULES, algorithm_kwargs
+
+    for algo, module in SIZE_MODULES.items():
+        sizes = importlib.import_module(module)
+        accepted = inspect.signature(ALGORITHMS[algo].make_class().__init__).parameters
+        assert sizes.DEFAULT_CONFIGURATION in sizes.CONFIGURATIONS and set(sizes.PRESETS) <= set(sizes.CONFIGURATIONS)
+        for name, arguments in sizes.CONFIGURATIONS.items():
+            assert set(arguments) <= set(accepted), (algo, name)
+            kwargs = algorithm_kwargs(algo, 100_000, {algo: name})
+            assert kwargs == {**arguments, "learning_starts": 5_000}, (algo, name)
+            if "policy_kwargs" in arguments:  # a copy: a run cannot change the registry
+                assert kwargs["policy_kwargs"] is not arguments["policy_kwargs"]

@@ -4,6 +4,8 @@ and ``NAME(key=value)`` variants."""
 from __future__ import annotations
 
 import ast
+import copy
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,36 +30,37 @@ def warmup_steps(steps: int) -> int:
 SMALL_BUDGET = 1_000_000
 
 
+#: The module holding each world-model algorithm's ``CONFIGURATIONS``, ``DEFAULT_CONFIGURATION``
+#: and ``PRESETS`` (one shape for every algorithm: name -> constructor arguments).
+SIZE_MODULES = {"dreamerv2": "sb3_dreamer.dreamer_v2.sizes", "dreamerv3": "sb3_dreamer.dreamer_v3.sizes"}
+
+
+def _sizes(algo: str) -> Any:
+    return importlib.import_module(SIZE_MODULES[algo])
+
+
 def default_size(algo: str, steps: int) -> str:
-    """The DreamerV2 size or preset (``algo="dreamerv2"``) or the DreamerV3 ``model_size`` or preset
-    ``compare`` uses when none is given: the ``minatar-100k`` preset for budgets up to
-    :data:`SMALL_BUDGET` env steps, else the class defaults (``default``, ``S``)."""
+    """The named configuration (size or preset) of ``algo`` that ``compare`` uses when none is given:
+    the ``minatar-100k`` preset for budgets up to :data:`SMALL_BUDGET` env steps, else the class
+    defaults (DreamerV2 ``default``, DreamerV3 ``S``)."""
     if steps <= SMALL_BUDGET:
         return "minatar-100k"
-    return "default" if algo == "dreamerv2" else "S"
+    return _sizes(algo).DEFAULT_CONFIGURATION
 
 
-def _dreamerv2_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
-    from sb3_dreamer.dreamer_v2.sizes import PRESETS, SIZES
+def _configured_kwargs(algo: str) -> Callable[[int, dict[str, str | None]], dict[str, Any]]:
+    """The constructor arguments of ``algo``'s named configuration (``sizes[algo]`` or the
+    default for the budget), with ``learning_starts`` = :func:`warmup_steps`."""
 
-    size = sizes.get("dreamerv2") or default_size("dreamerv2", steps)
-    if size in PRESETS:
-        return {"preset": size, "learning_starts": warmup_steps(steps)}
-    if size not in SIZES:
-        raise ValueError(f"Unknown DreamerV2 size or preset {size!r}; choose from {sorted({*SIZES, *PRESETS})}.")
-    kwargs, policy_kwargs = SIZES[size]
-    return {**kwargs, "policy_kwargs": dict(policy_kwargs), "learning_starts": warmup_steps(steps)}
+    def kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
+        configurations = _sizes(algo).CONFIGURATIONS
+        size = sizes.get(algo) or default_size(algo, steps)
+        if size not in configurations:
+            label = ALGORITHMS[algo].label
+            raise ValueError(f"Unknown {label} size or preset {size!r}; choose from {sorted(configurations)}.")
+        return {**copy.deepcopy(configurations[size]), "learning_starts": warmup_steps(steps)}
 
-
-def _dreamerv3_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
-    from sb3_dreamer.dreamer_v3.sizes import PRESETS, SIZES
-
-    size = sizes.get("dreamerv3") or default_size("dreamerv3", steps)
-    if size in PRESETS:
-        return {"preset": size, "learning_starts": warmup_steps(steps)}
-    if size not in SIZES:
-        raise ValueError(f"Unknown DreamerV3 size or preset {size!r}; choose from {[*SIZES, *PRESETS]}.")
-    return {"model_size": size, "learning_starts": warmup_steps(steps)}
+    return kwargs
 
 
 def _dqn_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
@@ -109,7 +112,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         "DreamerV2",
         _dreamerv2_class,
         "MlpPolicy",
-        _dreamerv2_kwargs,
+        _configured_kwargs("dreamerv2"),
         "sb3_dreamer.DreamerV2 at the chosen --dreamer-size (size or preset; default: default_size(...)), "
         "learning_starts = warmup_steps(steps)",
         sampled_eval=True,
@@ -118,7 +121,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         "DreamerV3",
         _dreamerv3_class,
         "MlpPolicy",
-        _dreamerv3_kwargs,
+        _configured_kwargs("dreamerv3"),
         "sb3_dreamer.DreamerV3 at the chosen --dreamerv3-size (model_size or preset; default: default_size(...)), "
         "learning_starts = warmup_steps(steps)",
         sampled_eval=True,
@@ -214,9 +217,6 @@ def build_model(spec: str, env: VecEnv, steps: int, sizes: dict[str, str | None]
 
 def _presets_used(kwargs: dict[str, Any], algo: str) -> dict[str, Any]:
     """The arguments of the preset a run uses (for ``meta.json``), or ``{}``."""
-    from sb3_dreamer.dreamer_v2.sizes import PRESETS as V2_PRESETS
-    from sb3_dreamer.dreamer_v3.sizes import PRESETS as V3_PRESETS
-
-    name = kwargs.get("preset")
-    presets = {"dreamerv2": V2_PRESETS, "dreamerv3": V3_PRESETS}.get(parse_algo(algo)[0], {})
+    base, name = parse_algo(algo)[0], kwargs.get("preset")
+    presets = _sizes(base).PRESETS if base in SIZE_MODULES else {}
     return {name: _jsonable(presets[name])} if name in presets else {}

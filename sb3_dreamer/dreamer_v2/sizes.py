@@ -71,3 +71,14 @@ PRESETS: dict[str, dict] = {
         "policy_kwargs": {**SIZES["small"][1], "layer_norm": True},
     },
 }
+
+
+#: Every named configuration in one shape, constructor arguments by name (the sizes above, their
+#: ``policy_kwargs`` included, and each preset as ``{"preset": name}``): what ``compare`` and the
+#: command line pass for ``--dreamer-size NAME``.
+CONFIGURATIONS: dict[str, dict] = {
+    **{name: {**kwargs, "policy_kwargs": dict(policy_kwargs)} for name, (kwargs, policy_kwargs) in SIZES.items()},
+    **{name: {"preset": name} for name in PRESETS},
+}
+#: The configuration of the class defaults.
+DEFAULT_CONFIGURATION = "default"

@@ -1,7 +1,7 @@
 """DreamerV3's named model sizes: ``policy_kwargs`` for :class:`~sb3_dreamer.DreamerV3` (``model_size=...``).
 
 The widths of the 2023 paper's code (danijar/dreamerv3 ``configs.yaml``: small, medium, large,
-xlarge; shared/research/dreamer-implementations.md) and sheeprl's extra-small XS, with 32
+xlarge) and sheeprl's extra-small XS, with 32
 categorical latents of 32 classes; the RSSM's hidden layers are as wide as the MLPs. ``XXS`` is
 ours, for CPUs: the widths of DreamerV2's ``small`` size (16 latents of 16 classes), so the two
 algorithms can be compared at equal network size.
@@ -54,3 +54,13 @@ SIZES: dict[str, dict[str, Any]] = {
 PRESETS: dict[str, dict[str, Any]] = {
     "minatar-100k": {"model_size": "XXS", "train_ratio": 256.0},
 }
+
+
+#: Every named configuration in one shape, constructor arguments by name (each size as
+#: ``{"model_size": name}``, each preset as ``{"preset": name}``), as in ``dreamer_v2.sizes``.
+CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    **{name: {"model_size": name} for name in SIZES},
+    **{name: {"preset": name} for name in PRESETS},
+}
+#: The configuration of the class defaults.
+DEFAULT_CONFIGURATION = "S"
