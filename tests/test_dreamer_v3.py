@@ -235,7 +235,7 @@ def test_behavior_losses_against_a_hand_written_reference(action_space):
     )
     policy, wm = model.policy, model.policy.world_model
     with th.no_grad():  # make every head non-trivial
-        for module in (policy.critic, policy.target_critic, wm.reward_head, wm.discount_head):
+        for module in (policy.critic, policy.target_critic, wm.reward_head, wm.continue_head):
             for p in module.parameters():
                 p.add_(0.3 * th.randn_like(p))
         policy.return_normalizer.low.fill_(-3.0)
@@ -256,7 +256,7 @@ def test_behavior_losses_against_a_hand_written_reference(action_space):
         feats, raws, _ = imagine(wm.rssm, policy.actor, start, 4)
     gamma, lam, H = model.gamma, 0.95, 4
     reward = [wm.reward(feats[t + 1]) for t in range(H)]  # r_{t+1}
-    cont = [(wm.discount_head(feats[t + 1]).squeeze(-1) > 0).float() for t in range(H)]  # mode of c_{t+1}
+    cont = [(wm.continue_head(feats[t + 1]).squeeze(-1) > 0).float() for t in range(H)]  # mode of c_{t+1}
     value = [policy.critic.predict(feats[t]) for t in range(H + 1)]  # the online critic bootstraps
     ret = [None] * H
     nxt = value[H]

@@ -14,12 +14,13 @@ from stable_baselines3.common.logger import configure
 from torch import nn
 
 from sb3_dreamer import DreamerPolicy, DreamerV2
+from sb3_dreamer.common.algorithm import WorldModelAlgorithm
 from sb3_dreamer.common.behavior import Actor, imagine
 from sb3_dreamer.common.distributions import batch_free_nats_kl
 from sb3_dreamer.common.latents import GaussianLatent
 from sb3_dreamer.common.observations import OBS_KEY, observation_parts
 from sb3_dreamer.common.rssm import RSSMState
-from sb3_dreamer.common.world_model import LOSS_TERMS, SequenceBatch, WorldModel
+from sb3_dreamer.common.world_model import SequenceBatch, WorldModel
 
 
 class DualPolicy(DreamerPolicy):
@@ -97,10 +98,10 @@ def _loss_and_batch(**scales):
 def test_world_model_loss_is_the_scaled_sum_of_its_named_terms():
     model, batch, scales = _loss_and_batch()
     wm = model.policy.world_model
-    assert set(scales) == set(LOSS_TERMS)
+    assert set(scales) == {"reconstruction", "reward", "continue", "dyn", "rep"}
     th.manual_seed(1)
     loss, _, metrics = wm.loss(batch, model._kl_terms, scales)
-    total = sum(scales[name] * metrics[f"{name}_loss"] for name in LOSS_TERMS)
+    total = sum(scales[name] * metrics[f"{name}_loss"] for name in scales)
     assert loss.item() == pytest.approx(total.item(), rel=1e-6)
     doubled = {**scales, "reward": 2.0 * scales["reward"]}
     th.manual_seed(1)
@@ -126,7 +127,7 @@ def test_the_decoder_can_be_switched_off_or_detached():
     assert "reconstruction_loss" not in no_decoder
     assert all(g is None for name, g in grads.items() if name.startswith("decoder."))
     # detached: the decoder learns, and its loss sends nothing into the representation
-    only_decoder = {name: 0.0 for name in LOSS_TERMS} | {"reconstruction": 1.0}
+    only_decoder = {name: 0.0 for name in scales} | {"reconstruction": 1.0}
     _, grads = gradients(only_decoder, True)
     assert any(g is not None and g.abs().sum() > 0 for name, g in grads.items() if name.startswith("decoder."))
     assert all(g is None or g.abs().sum() == 0 for name, g in grads.items() if name.startswith("encoder."))
@@ -214,3 +215,88 @@ def test_an_algorithm_trains_saves_and_loads_with_a_gaussian_latent(algo_name, t
         state, starts = state_a, np.zeros(4, bool)
     with pytest.raises(ValueError, match="latent must be one of"):
         cls(_env(), policy_kwargs={**TINY, "latent": "beta"}, **fast(cls))
+
+
+class LookaheadPolicy(DreamerPolicy):
+    """No actor, no critic, one optimizer: acts by a one-step lookahead on the predicted reward
+    (a stand-in for PlaNet's planner, built from the world-model half of :class:`DreamerPolicy`)."""
+
+    optimizer_learning_rates = {"wm_optimizer": "learning_rate"}
+
+    @classmethod
+    def initial_learning_rates(cls, rates):
+        return {}
+
+    def _build(self, lr_schedule):
+        self._build_world_model()
+        self._init_weights()
+        self.wm_optimizer = self._optimizer(self.world_model, lr_schedule(1), self.world_model_optimizer_kwargs)
+
+    def act(self, state, deterministic=False):
+        rssm, n = self.world_model.rssm, len(state.deter)
+        rewards = [
+            self.world_model.reward(rssm.img_step(state, action.expand(n, -1), sample=False).feat)
+            for action in th.eye(self.action_dim, device=self.device)
+        ]
+        return th.nn.functional.one_hot(th.stack(rewards, -1).argmax(-1), self.action_dim).float()
+
+
+class Lookahead(WorldModelAlgorithm):
+    """A sibling written on the base class alone: none of the actor-critic arguments."""
+
+    policy_aliases = {"DreamerPolicy": LookaheadPolicy, "MlpPolicy": LookaheadPolicy}
+
+    def __init__(self, env, policy="MlpPolicy", learning_rate=1e-3, **kwargs):
+        super().__init__(
+            env,
+            policy,
+            learning_rate=learning_rate,
+            buffer_size=10_000,
+            learning_starts=40,
+            batch_size=4,
+            sequence_length=8,
+            gamma=0.99,
+            train_freq=4,
+            gradient_steps=1,
+            train_ratio=None,
+            max_grad_norm=100.0,
+            world_model_max_grad_norm=None,
+            **kwargs,
+        )
+
+    @property
+    def loss_scales(self):
+        return {"reconstruction": 1.0, "reward": 1.0, "continue": 1.0, "dyn": 0.8, "rep": 0.2}
+
+    def _kl_terms(self, post, prior):
+        return batch_free_nats_kl(post, prior, 1.0, self.policy.world_model.rssm.latent.kl)
+
+    def _train_behavior(self, posterior, batch):
+        return {}
+
+    def _after_update(self):
+        pass
+
+
+def test_a_policy_without_an_actor_and_one_optimizer_trains_saves_loads_and_resumes(tmp_path):
+    schedule = lambda progress: 1e-3 * progress  # noqa: E731
+    model = Lookahead(_env(), learning_rate=schedule, policy_kwargs={**TINY, "latent": "gaussian"}, seed=0)
+    policy = model.policy
+    assert not hasattr(policy, "actor") and not hasattr(policy, "critic_optimizer")
+    before = [p.detach().clone() for p in policy.world_model.parameters()]
+    model.learn(120)
+    assert model._n_updates > 0
+    assert any(not th.equal(a, b) for a, b in zip(before, policy.world_model.parameters(), strict=True))
+    rate = policy.wm_optimizer.param_groups[0]["lr"]
+    assert rate == pytest.approx(schedule(model._current_progress_remaining)) and rate < 1e-3
+    path = tmp_path / "lookahead.zip"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(n for n in archive.namelist() if n.endswith("optimizer.pth")) == ["policy.wm_optimizer.pth"]
+    loaded = Lookahead.load(path, env=_env(), device="cpu")
+    obs = np.random.default_rng(0).uniform(-1, 1, (6, 5)).astype(np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    actions, _ = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(actions, expected)
+    loaded.learn(40, reset_num_timesteps=False)  # resumes: the schedule and the optimizer state carry on
+    assert loaded.num_timesteps == 160 and loaded._n_updates > model._n_updates

@@ -64,6 +64,10 @@ class RecurrentRollouts(OffPolicyAlgorithm):
         action, self._last_latent = policy.step(
             obs_tensor, self._last_latent, starts, deterministic=False, action=forced
         )
+        if action_noise is not None and forced is None:  # SB3's exploration noise (Box actions)
+            noise = th.as_tensor(action_noise(), dtype=action.dtype, device=action.device).reshape(action.shape)
+            action = (action + noise).clamp(-1.0, 1.0)  # in the actor's [-1, 1], as SB3's TD3 adds it
+            self._last_latent = (*self._last_latent[:2], action)  # a_{t-1} is the action taken
         env_action = policy.to_env_action(action)
         return env_action, policy.to_buffer_action(env_action)
 

@@ -9,7 +9,6 @@ are :class:`~sb3_dreamer.common.resume.ExactResume`'s.
 
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
@@ -17,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import (
     GymEnv,
@@ -31,10 +31,11 @@ except ImportError:  # pragma: no cover
     from stable_baselines3.common.utils import get_schedule_fn as FloatSchedule
 
 from sb3_dreamer.common.acting import RecurrentRollouts
-from sb3_dreamer.common.behavior import behavior_losses
+from sb3_dreamer.common.behavior import behavior_losses, resolve_actor_grad_mix
 from sb3_dreamer.common.buffers import SequenceReplayBuffer
 from sb3_dreamer.common.diagnostics import open_loop_errors
 from sb3_dreamer.common.files import VERSION
+from sb3_dreamer.common.guards import GuardedUpdates
 from sb3_dreamer.common.policies import (
     POLICY_ALIASES,
     DreamerPolicy,
@@ -42,6 +43,7 @@ from sb3_dreamer.common.policies import (
     check_spaces,
 )
 from sb3_dreamer.common.resume import ExactResume
+from sb3_dreamer.common.rssm import RSSMState
 
 SelfWorldModelAlgorithm = TypeVar("SelfWorldModelAlgorithm", bound="WorldModelAlgorithm")
 
@@ -50,12 +52,14 @@ SelfWorldModelAlgorithm = TypeVar("SelfWorldModelAlgorithm", bound="WorldModelAl
 PRECISIONS = ("fp32", "bf16-mixed")
 
 
-class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
+class WorldModelAlgorithm(RecurrentRollouts, ExactResume, GuardedUpdates):
     """Shared implementation; see :class:`sb3_dreamer.DreamerV2` and :class:`sb3_dreamer.DreamerV3`
-    for the arguments and their defaults (each algorithm owns its own; those of this class are
-    only SB3's). A subclass names its world-model loss weights (:attr:`loss_scales`), its KL terms
+    for the arguments and their defaults (each algorithm owns its own; this class has none).
+    A subclass names its world-model loss weights (:attr:`loss_scales`), its KL terms
     (:meth:`_kl_terms`) and its behaviour-learning options (:meth:`_behavior_options`); the
-    policy names its optimizers (``DreamerPolicy.optimizer_learning_rates``)."""
+    policy names its optimizers (``DreamerPolicy.optimizer_learning_rates``). The actor-critic
+    arguments (``actor_learning_rate`` to ``tau``) are for the default :meth:`_train_behavior`;
+    an algorithm without an actor overrides it and :meth:`_after_update` and leaves them out."""
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = POLICY_ALIASES
     policy: DreamerPolicy
@@ -67,24 +71,25 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
         policy: str | type[DreamerPolicy],
         *,
         learning_rate: float | Schedule,
-        actor_learning_rate: float | Schedule,
-        critic_learning_rate: float | Schedule,
         buffer_size: int,
         learning_starts: int,
         batch_size: int,
         sequence_length: int,
-        imagination_horizon: int,
         gamma: float,
-        return_lambda: float,
         train_freq: int | tuple[int, str],
         gradient_steps: int,
         train_ratio: float | None,
-        entropy_coef: float,
-        actor_grad_mix: float | None,
-        target_update_interval: int,
-        tau: float,
         max_grad_norm: float,
         world_model_max_grad_norm: float | None,
+        actor_learning_rate: float | Schedule | None = None,
+        critic_learning_rate: float | Schedule | None = None,
+        imagination_horizon: int | None = None,
+        return_lambda: float | None = None,
+        entropy_coef: float | None = None,
+        actor_grad_mix: float | str | None = None,
+        target_update_interval: int | None = None,
+        tau: float | None = None,
+        action_noise: ActionNoise | None = None,
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -117,6 +122,7 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
             gamma=gamma,
             train_freq=train_freq,
             gradient_steps=gradient_steps,
+            action_noise=action_noise,
             replay_buffer_class=replay_buffer_class or SequenceReplayBuffer,
             replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs,
@@ -136,7 +142,7 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
         self.return_lambda = return_lambda
         self.train_ratio = train_ratio
         self.entropy_coef = entropy_coef
-        self.actor_grad_mix = actor_grad_mix
+        self.actor_grad_mix = resolve_actor_grad_mix(actor_grad_mix)
         self.target_update_interval = target_update_interval
         self.tau = tau
         self.max_grad_norm = max_grad_norm
@@ -154,6 +160,8 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
         self._resume: dict[str, Any] | None = None  # random state to restore when training resumes
         if getattr(self, "observation_space", None) is not None:
             check_spaces(self.observation_space, self.action_space, policy_kwargs)
+            if action_noise is not None and not isinstance(self.action_space, spaces.Box):
+                raise ValueError(f"action_noise is for Box actions; the action space is {self.action_space}.")
         if _init_setup_model:
             self._setup_model()
 
@@ -170,10 +178,10 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
             key: self.lr_schedule if key == "learning_rate" else FloatSchedule(getattr(self, key))
             for key in self._policy_class().optimizer_learning_rates.values()
         }
+        initial = {key: schedule(1.0) for key, schedule in self.lr_schedules.items()}
         self.policy_kwargs = {  # a copy: never mutate the dict the user passed
             **self.policy_kwargs,
-            "actor_lr": self.lr_schedules["actor_learning_rate"](1.0),
-            "critic_lr": self.lr_schedules["critic_learning_rate"](1.0),
+            **self._policy_class().initial_learning_rates(initial),
         }
         super()._setup_model()
         if self.actor_grad_mix is None:  # DreamerV2 "auto": REINFORCE for Discrete, dynamics for Box
@@ -223,25 +231,6 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
         freq = self.train_freq.frequency  # a TrainFreq once the model is set up
         return self.gradient_steps * self.batch_size * self.sequence_length / (freq * self.n_envs)
 
-    def _optimize(
-        self, loss: th.Tensor, optimizer: th.optim.Optimizer, module: th.nn.Module, name: str, max_norm: float
-    ) -> th.Tensor | None:
-        """Clip and apply the gradient of ``loss``; return its norm, or ``None`` without touching
-        the weights or the optimizer state when the loss or the gradient is not finite."""
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = th.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
-        if not th.isfinite(norm):  # a non-finite loss gives a non-finite norm too
-            optimizer.zero_grad(set_to_none=True)
-            self._non_finite.append(f"{name} loss {loss.item():.4g} (gradient norm {norm.item():.4g})")
-            return None
-        optimizer.step()
-        if self.policy.weight_decay > 0.0:  # decoupled, lr-independent decay (danijar/dreamerv2)
-            with th.no_grad():
-                params = [p for group in optimizer.param_groups for p in group["params"]]
-                th._foreach_mul_(params, 1.0 - self.policy.weight_decay)
-        return norm
-
     def train(self, gradient_steps: int, batch_size: int = 50) -> None:
         if not self.replay_buffer.can_sample(self.sequence_length):
             return
@@ -263,8 +252,7 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
                 sums[key] = sums[key] + th.where(finite, value, th.zeros_like(value))
                 counts[key] = counts[key] + finite
             self._n_updates += 1
-            if self._n_updates % self.target_update_interval == 0:
-                policy.update_target_critic(self.tau)
+            self._after_update()
         for key, value in sums.items():
             count = counts[key].item()
             if count > 0:
@@ -276,41 +264,23 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
         )
         self.logger.record("train/replay_ratio", self.replay_ratio)
 
-    #: Consecutive skipped gradient steps after which training stops with an error.
-    max_consecutive_skips: ClassVar[int] = 10
     #: Updates between two open-loop checks of the prior (``train/open_loop_*``, see
     #: :func:`~sb3_dreamer.common.diagnostics.open_loop_errors`); set it on a model to change it, 0 = never.
     open_loop_interval: ClassVar[int] = 100
 
-    def _skip_update(self) -> None:
-        self._skipped_updates += 1
-        self._consecutive_skips += 1
-        if self._consecutive_skips >= self.max_consecutive_skips:
-            raise RuntimeError(
-                f"{self._consecutive_skips} consecutive {type(self).__name__} updates had a non-finite loss or "
-                f"gradient (last: {', '.join(self._non_finite)}); the parts affected were not updated. "
-                " Check the environment's observations and rewards for extreme values, or lower the "
-                "learning rates."
-            )
-        warnings.warn(
-            f"Skipped a {type(self).__name__} update with a non-finite {', '.join(self._non_finite)}; "
-            f"{self._skipped_updates} skipped so far (logged as train/skipped_updates).",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
     def train_step(self, batch: Any) -> dict[str, th.Tensor] | None:
-        """One update: the world model on ``batch``, then actor and critic in imagination.
+        """One update: the world model on ``batch``, then the behaviour (:meth:`_train_behavior`)
+        from its posterior states.
 
         Returns the metrics, or ``None`` if a part had a non-finite loss or gradient: that part's
-        weights are left as they were, and the actor and critic are not trained on a world-model
-        update that was skipped.
+        weights are left as they were, and the behaviour is not trained on a world-model update
+        that was skipped.
         """
         policy = self.policy
         wm = policy.world_model
         self._non_finite: list[str] = []
         with self.autocast():
-            model_loss, posterior, metrics = wm.loss(batch, self._kl_terms, self.loss_scales)
+            model_loss, posterior, metrics = wm.loss(batch, self._kl_terms, self.loss_scales, **self._loss_options())
         model_norm = self._optimize(model_loss, policy.wm_optimizer, wm, "world-model", self.world_model_max_grad_norm)
         if model_norm is None:
             return None
@@ -321,9 +291,21 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
                 metrics.update(
                     open_loop_errors(wm, inputs, batch.prev_actions, batch.rewards, batch.is_first, posterior)
                 )
+        behavior_metrics = self._train_behavior(posterior, batch)
+        if behavior_metrics is None:
+            return None
+        metrics.update(behavior_metrics)
+        return metrics
+
+    def _train_behavior(self, posterior: RSSMState, batch: Any) -> dict[str, th.Tensor] | None:
+        """Dreamer's behaviour learning: actor and critic on trajectories imagined from every
+        posterior state (DreamerV1 Sec. 3, DreamerV2 Sec. 2.2, DreamerV3 Sec. 3). Returns the
+        metrics, or ``None`` if a loss or gradient was not finite. An algorithm that acts
+        otherwise (a planner) overrides it, with :meth:`_after_update`."""
+        policy = self.policy
         with self.autocast():
-            actor_loss, critic_loss, behavior_metrics = behavior_losses(
-                wm,
+            actor_loss, critic_loss, metrics = behavior_losses(
+                policy.world_model,
                 policy.actor,
                 policy.critic,
                 policy.target_critic,
@@ -332,11 +314,10 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
                 self.imagination_horizon,
                 self.gamma,
                 self.return_lambda,
-                float(self.actor_grad_mix),
+                float(self.actor_grad_mix),  # type: ignore[arg-type]
                 self.entropy_coef,  # type: ignore[arg-type]
-                **self._behavior_options(),
+                **{"continue_head": self.loss_scales["continue"] > 0.0, **self._behavior_options()},
             )
-        metrics.update(behavior_metrics)
         norm = self.max_grad_norm
         actor_norm = self._optimize(actor_loss, policy.actor_optimizer, policy.actor, "actor", norm)
         critic_norm = self._optimize(critic_loss, policy.critic_optimizer, policy.critic, "critic", norm)
@@ -345,6 +326,11 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
         metrics["actor_grad_norm"] = actor_norm
         metrics["critic_grad_norm"] = critic_norm
         return metrics
+
+    def _after_update(self) -> None:
+        """After each applied update: the target critic, every ``target_update_interval`` updates."""
+        if self._n_updates % self.target_update_interval == 0:  # type: ignore[operator]
+            self.policy.update_target_critic(self.tau)  # type: ignore[arg-type]
 
     def autocast(self) -> th.autocast:
         """The context of the training forward passes. With ``precision="bf16-mixed"``, ``torch.autocast``
@@ -367,6 +353,11 @@ class WorldModelAlgorithm(RecurrentRollouts, ExactResume):
 
     def _behavior_options(self) -> dict[str, Any]:
         """Extra arguments of :func:`~sb3_dreamer.common.behavior.behavior_losses`."""
+        return {}
+
+    def _loss_options(self) -> dict[str, Any]:
+        """Extra arguments of :meth:`~sb3_dreamer.common.world_model.WorldModel.loss` (which
+        heads learn from a detached latent)."""
         return {}
 
     def learn(

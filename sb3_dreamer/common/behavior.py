@@ -104,6 +104,25 @@ class Actor(nn.Module):
         return dist.log_prob_pre_tanh(raw.detach()), -dist.log_prob_pre_tanh(raw)
 
 
+#: ``actor_grad_mix`` by name: rho = 1 is REINFORCE, rho = 0 backpropagation through the dynamics
+#: (DreamerV2 Sec. 2.2, Eq. 6; the "no REINFORCE" ablation of its Figure 5 is ``"dynamics"``).
+ACTOR_GRADIENTS = {"reinforce": 1.0, "dynamics": 0.0}
+
+
+def resolve_actor_grad_mix(value: float | str | None) -> float | None:
+    """``"reinforce"``, ``"dynamics"``, a mix rho in [0, 1], or ``None`` (the action space decides)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in ACTOR_GRADIENTS:
+            names = list(ACTOR_GRADIENTS)
+            raise ValueError(f"actor_grad_mix must be one of {names}, a float in [0, 1] or None, got {value!r}.")
+        return ACTOR_GRADIENTS[value]
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"actor_grad_mix must be in [0, 1] (or one of {list(ACTOR_GRADIENTS)}), got {value}.")
+    return float(value)
+
+
 class ReturnNormalizer(nn.Module):
     """DreamerV3's return scale (paper Eq. 7): ``S = max(limit, EMA(Per(R, 95)) - EMA(Per(R, 5)))``,
     the EMAs (decay 0.99) of the 5th and 95th percentiles of the imagined lambda-returns of each
@@ -233,6 +252,7 @@ def behavior_losses(
     return_scale: ReturnScale | None = None,
     target_regularizer: float = 0.0,
     continue_mode: bool = False,
+    continue_head: bool = True,
 ) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
     """Actor and critic losses from imagination started at every posterior state, with the world
     model frozen. DreamerV2 (paper Eq. 5-6) with the defaults; DreamerV3 (paper Eq. 6-11) with:
@@ -245,6 +265,9 @@ def behavior_losses(
         regulariser towards the EMA target network (DreamerV3: 1.0)
     :param continue_mode: Use the continue head's 0/1 mode in imagination (DreamerV3) instead of
         its probability (DreamerV2)
+    :param continue_head: ``False`` for a world model whose continue head is not trained (its
+        loss scale is 0): every imagined ``c_{t+1}`` is 1, the discount is ``gamma`` alone
+        (DreamerV1 and DreamerV2 on DMC, which never terminates)
 
     ``actor_grad_mix`` is rho: 1 = REINFORCE (Discrete), 0 = dynamics backpropagation (Box).
     """
@@ -264,7 +287,10 @@ def behavior_losses(
     with freeze, th.set_grad_enabled(grad_through):
         feats, raw_actions, logits = imagine(world_model.rssm, actor, start, horizon, keep_logits=reinforce_only)
         rewards = world_model.reward(feats[1:])  # r_{t+1}
-        continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
+        if continue_head:
+            continues = world_model.continue_prob(feats[1:], continue_mode)  # c_{t+1}
+        else:
+            continues = th.ones_like(rewards, requires_grad=False)
         if not shared_critic:
             values = bootstrap.predict(feats)  # v(s_t), t = 0..H
     critic_out = None

@@ -97,6 +97,22 @@ def batch_free_nats_kl(
     return terms, dyn.detach()
 
 
+def free_nats_kl(
+    post_stats: th.Tensor,
+    prior_stats: th.Tensor,
+    free_nats: float = 3.0,
+    kl: Callable[[th.Tensor, th.Tensor], th.Tensor] = categorical_kl,
+) -> tuple[dict[str, th.Tensor], th.Tensor]:
+    """The plain KL term, no balancing: ``kl`` = ``max(free_nats, mean KL[post || prior])``, whose
+    gradient trains prior and posterior alike (DreamerV1 Eq. 10 with free nats 3, Appendix A;
+    PlaNet Eq. 3; danijar/dreamer clips the batch mean as here).
+
+    :return: ({"kl": ...}, the KL value per element for logging)
+    """
+    value = kl(post_stats, prior_stats)
+    return {"kl": value.mean().clamp(min=free_nats)}, value.detach()
+
+
 def balanced_kl(
     post_logits: th.Tensor, prior_logits: th.Tensor, balance: float = 0.8, free_nats: float = 0.0
 ) -> tuple[th.Tensor, th.Tensor]:

@@ -90,6 +90,12 @@ class DreamerPolicy(BasePolicy):
         "critic_optimizer": "critic_learning_rate",
     }
 
+    @classmethod
+    def initial_learning_rates(cls, rates: dict[str, float]) -> dict[str, Any]:
+        """Constructor arguments that give the optimizers their first learning rates, from the
+        algorithm's (``rates``: argument name -> rate; the world model's comes as ``lr_schedule``)."""
+        return {"actor_lr": rates["actor_learning_rate"], "critic_lr": rates["critic_learning_rate"]}
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -153,34 +159,47 @@ class DreamerPolicy(BasePolicy):
         self._build(lr_schedule)
 
     def _build(self, lr_schedule: Schedule) -> None:
-        args, style = self.net_args, self.style
+        """The world model, then the behaviour (actor, critic, target critic) and one optimizer per
+        part. A policy without an actor (a planner, say) overrides this with the world-model half:
+        :meth:`_build_world_model`, :meth:`_init_weights`, ``wm_optimizer`` from :meth:`_optimizer`,
+        and declares only that optimizer in :attr:`optimizer_learning_rates`."""
+        self._build_world_model()
+        feat_dim = self.world_model.rssm.feat_dim
+        layers, units, style = self.net_args["mlp_layers"], self.net_args["mlp_units"], self.style
+        self.actor = Actor(feat_dim, self.action_dim, self.discrete, layers, units, style, self.unimix)
+        self.critic = ScalarHead(feat_dim, layers, units, style, self.bins)  # v_xi(s_t)
+        self._init_weights()
+        self.target_critic = copy.deepcopy(self.critic)
+        self.target_critic.requires_grad_(False)
+        self.return_normalizer = ReturnNormalizer()  # DreamerV3's return scale (unused by DreamerV2)
+        self.wm_optimizer = self._optimizer(self.world_model, lr_schedule(1), self.world_model_optimizer_kwargs)
+        self.actor_optimizer = self._optimizer(self.actor, self.actor_lr)
+        self.critic_optimizer = self._optimizer(self.critic, self.critic_lr)
+
+    def _build_world_model(self) -> None:
+        args = self.net_args
         self.world_model = WorldModel(
             self.parts,
             self.action_dim,
             **args,
-            style=style,
+            style=self.style,
             unimix=self.unimix,
             bins=self.bins,
             learned_initial=self.learned_initial,
             latent=GaussianLatent(args["stoch_size"]) if self.latent == "gaussian" else None,
         )
-        feat_dim = self.world_model.rssm.feat_dim
-        layers, units = args["mlp_layers"], args["mlp_units"]
-        self.actor = Actor(feat_dim, self.action_dim, self.discrete, layers, units, style, self.unimix)
-        self.critic = ScalarHead(feat_dim, layers, units, style, self.bins)  # v_xi(s_t)
+
+    def _init_weights(self) -> None:
+        """Initialise every module built so far; two-hot reward and critic heads start at exactly 0."""
         self.apply(init_weights)
-        for module in self.modules():  # two-hot reward and critic heads start at exactly 0
+        for module in self.modules():
             if isinstance(module, ScalarHead):
                 module.zero_output_()
-        self.target_critic = copy.deepcopy(self.critic)
-        self.target_critic.requires_grad_(False)
-        self.return_normalizer = ReturnNormalizer()  # DreamerV3's return scale (unused by DreamerV2)
-        opt = self.optimizer_class
-        kwargs = self._with_implementation(self.optimizer_kwargs)
-        wm_kwargs = self._with_implementation({**self.optimizer_kwargs, **self.world_model_optimizer_kwargs})
-        self.wm_optimizer = opt(self.world_model.parameters(), lr=lr_schedule(1), **wm_kwargs)  # type: ignore[call-arg]
-        self.actor_optimizer = opt(self.actor.parameters(), lr=self.actor_lr, **kwargs)  # type: ignore[call-arg]
-        self.critic_optimizer = opt(self.critic.parameters(), lr=self.critic_lr, **kwargs)  # type: ignore[call-arg]
+
+    def _optimizer(self, module: nn.Module, lr: float, overrides: dict[str, Any] | None = None) -> th.optim.Optimizer:
+        """An ``optimizer_class`` over ``module``'s parameters with ``optimizer_kwargs`` (and ``overrides``)."""
+        kwargs = self._with_implementation({**self.optimizer_kwargs, **(overrides or {})})
+        return self.optimizer_class(module.parameters(), lr=lr, **kwargs)  # type: ignore[call-arg]
 
     def _with_implementation(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``fused=True`` for torch's Adam and AdamW unless ``kwargs`` picks an implementation: one
@@ -224,11 +243,11 @@ class DreamerPolicy(BasePolicy):
         th._foreach_lerp_(target, list(self.critic.parameters()), tau)
 
     def set_training_mode(self, mode: bool) -> None:
-        if mode == self.training == self.world_model.training == self.actor.training == self.critic.training:
+        parts = list(self.children())
+        if mode == self.training and all(part.training == mode for part in parts):
             return  # Module.train walks every submodule: a cost on each acting step
-        self.world_model.train(mode)
-        self.actor.train(mode)
-        self.critic.train(mode)
+        for part in parts:
+            part.train(mode)
         self.training = mode
 
     # -- acting -----------------------------------------------------------------------------------
@@ -283,8 +302,13 @@ class DreamerPolicy(BasePolicy):
         prev = RSSMState(deter, stoch, wm.rssm.latent.zeros_stats(len(stoch), stoch.device))
         post = wm.rssm.obs_step(prev, prev_action, embed, episode_start, sample=not deterministic)
         if action is None:
-            action = self.actor.act(post.feat, deterministic)
+            action = self.act(post, deterministic)
         return action, (post.deter, post.stoch, action)
+
+    def act(self, state: RSSMState, deterministic: bool = False) -> th.Tensor:
+        """The action in the latent state ``state`` (the posterior of the last observation), in the
+        actor's format: the actor's sample, or its mode if ``deterministic``. A planner overrides it."""
+        return self.actor.act(state.feat, deterministic)
 
     def predict(  # type: ignore[override]
         self,

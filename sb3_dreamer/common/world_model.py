@@ -5,7 +5,7 @@ Eq. 2; DreamerV3 paper, Eq. 3-5)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch as th
 from torch import nn
@@ -31,13 +31,17 @@ class SequenceBatch(NamedTuple):
     is_last: th.Tensor  # (B, T) float, 1 on the last step of an episode (terminated or truncated)
 
 
-#: ``(posterior stats, prior stats) -> ({"dyn": L_dyn, "rep": L_rep}, KL value per element)``: the
-#: KL terms before their scales, ``dyn`` training the prior (``KL[sg(q) || p]``) and ``rep`` the
-#: posterior (``KL[q || sg(p)]``), each with the algorithm's free nats (DreamerV3 paper, Eq. 5)
+#: ``(posterior stats, prior stats) -> (KL terms by name, KL value per element)``: the KL terms
+#: before their scales. Either ``dyn``, training the prior (``KL[sg(q) || p]``), and ``rep``, the
+#: posterior (``KL[q || sg(p)]``), each with the algorithm's free nats (DreamerV2 Algorithm 2,
+#: DreamerV3 Eq. 5), or one ``kl`` = ``KL[q || p]`` training both (DreamerV1 Eq. 10, PlaNet Eq. 3).
 KLTerms = Callable[[th.Tensor, th.Tensor], tuple[dict[str, th.Tensor], th.Tensor]]
 
-#: The terms of :meth:`WorldModel.loss`, the keys of an algorithm's ``loss_scales``
-LOSS_TERMS = ("reconstruction", "reward", "continue", "dyn", "rep")
+#: The terms of :meth:`WorldModel.loss` from the heads; an algorithm's ``loss_scales`` has these
+#: and one scale per KL term its ``kl_terms`` returns.
+HEAD_TERMS = ("reconstruction", "reward", "continue")
+#: Every term's name: the heads' and the KL terms' (``dyn`` and ``rep``, or ``kl``).
+LOSS_TERMS = (*HEAD_TERMS, "dyn", "rep", "kl")
 
 
 class WorldModel(nn.Module):
@@ -89,7 +93,8 @@ class WorldModel(nn.Module):
         feat_dim = self.rssm.feat_dim
         self.decoder = ObservationDecoder(feat_dim, self.encoder, mlp_layers, mlp_units)
         self.reward_head = ScalarHead(feat_dim, mlp_layers, mlp_units, style, bins)  # p(r_t | h_t, z_t)
-        self.discount_head = mlp(feat_dim, 1, mlp_layers, mlp_units, style)  # p(c_t | h_t, z_t), Bernoulli logit
+        self.continue_head = mlp(feat_dim, 1, mlp_layers, mlp_units, style)  # p(c_t | h_t, z_t), Bernoulli logit
+        self.register_load_state_dict_pre_hook(_renamed_continue_head)
 
     def preprocess(self, observations: Mapping[str, th.Tensor], batch_dims: int) -> dict[str, th.Tensor]:
         """Network inputs, which are also the reconstruction targets: vectors pass through symlog
@@ -110,7 +115,7 @@ class WorldModel(nn.Module):
 
     def continue_logits(self, feat: th.Tensor) -> th.Tensor:
         """Bernoulli logit of "the state ``feat`` is not terminal", in float32 (also under autocast)."""
-        return self.discount_head(feat).squeeze(-1).float()
+        return self.continue_head(feat).squeeze(-1).float()
 
     def continue_prob(self, feat: th.Tensor, mode: bool = False) -> th.Tensor:
         """Predicted probability that the state ``feat`` is not terminal, or with ``mode`` its
@@ -124,25 +129,28 @@ class WorldModel(nn.Module):
         kl_terms: KLTerms,
         loss_scales: Mapping[str, float],
         detach_decoder: bool = False,
+        detach_reward: bool = False,
     ) -> tuple[th.Tensor, RSSMState, dict[str, th.Tensor]]:
         """The world-model loss, averaged over the batch and time: ``sum_k loss_scales[k] L_k`` over
-        :data:`LOSS_TERMS` (danijar's dreamerv3 ``loss_scales``), where
+        :data:`HEAD_TERMS` and the KL terms (danijar's dreamerv3 ``loss_scales``), where
 
         - ``reconstruction`` = ``-ln p(x_t | h_t, z_t)``, summed over each observation's dimensions
           (DreamerV2 Eq. 2, image log loss; DreamerV3 Eq. 4, decoder). A scale of 0 skips the
           decoder; with ``detach_decoder`` it learns from ``sg(h_t, z_t)``, shaping no representation;
-        - ``reward`` = ``-ln p(r_t | h_t, z_t)`` (DreamerV2 Eq. 2; DreamerV3 Eq. 4);
+        - ``reward`` = ``-ln p(r_t | h_t, z_t)`` (DreamerV2 Eq. 2; DreamerV3 Eq. 4); with
+          ``detach_reward`` the reward head learns from ``sg(h_t, z_t)`` (DreamerV2 Figure 5's
+          "no reward gradients");
         - ``continue`` = ``-ln p(c_t | h_t, z_t)``, a Bernoulli on "x_t is not terminal", which
           truncation leaves at 1 (DreamerV2 Eq. 2, discount; DreamerV3 Eq. 4);
-        - ``dyn`` and ``rep``: ``kl_terms`` of the posterior and the prior (DreamerV2's KL balancing,
-          Algorithm 2, is ``dyn`` and ``rep`` scaled by ``beta alpha`` and ``beta (1 - alpha)``;
-          DreamerV3 Eq. 5).
+        - ``dyn`` and ``rep``, or ``kl``: ``kl_terms`` of the posterior and the prior (DreamerV2's KL
+          balancing, Algorithm 2, is ``dyn`` and ``rep`` scaled by ``beta alpha`` and
+          ``beta (1 - alpha)``; DreamerV3 Eq. 5; DreamerV1's plain KL is ``kl``, see :data:`KLTerms`).
 
         :return: (loss, posterior states (B, T), detached metrics: ``<term>_loss`` before its scale)
         """
-        missing = set(LOSS_TERMS) - set(loss_scales)
+        missing = set(HEAD_TERMS) - set(loss_scales)
         if missing:
-            raise ValueError(f"loss_scales lacks {sorted(missing)}; it needs a scale for each of {LOSS_TERMS}.")
+            raise ValueError(f"loss_scales lacks {sorted(missing)}; it needs a scale for each of {HEAD_TERMS}.")
         inputs = self.preprocess(batch.observations, 2)
         embed = self.encoder(inputs)
         post, prior = self.rssm.observe(embed, batch.prev_actions, batch.is_first)
@@ -150,11 +158,14 @@ class WorldModel(nn.Module):
         terms: dict[str, th.Tensor] = {}
         if loss_scales["reconstruction"] != 0.0:
             terms["reconstruction"] = self.decoder.nll(feat.detach() if detach_decoder else feat, inputs).mean()
-        reward_out = self.reward_head(feat)
+        reward_out = self.reward_head(feat.detach() if detach_reward else feat)
         terms["reward"] = self.reward_head.nll(reward_out, batch.rewards).mean()
         continue_logits = self.continue_logits(feat)
         terms["continue"] = bernoulli_nll(continue_logits, 1.0 - batch.is_terminal).mean()
         kl, kl_value = kl_terms(post.stats, prior)
+        missing = set(kl) - set(loss_scales)
+        if missing:
+            raise ValueError(f"loss_scales lacks {sorted(missing)}, a KL term of the algorithm's kl_terms.")
         terms.update(kl)
         loss = sum((loss_scales[name] * term for name, term in terms.items()), th.zeros((), device=feat.device))
         metrics = {"model_loss": loss, **{f"{name}_loss": term for name, term in terms.items()}}
@@ -168,3 +179,10 @@ class WorldModel(nn.Module):
             reward_pred = self.reward_head.mean(reward_out.detach())
             metrics.update(head_errors(reward_pred, batch.rewards, th.sigmoid(continue_logits), batch.is_terminal))
         return loss, post, {k: v.detach() for k, v in metrics.items()}
+
+
+def _renamed_continue_head(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Models saved before 0.8 named the continue head ``discount_head``: load them under the new name."""
+    old = f"{prefix}discount_head."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}continue_head.{key[len(old) :]}"] = state_dict.pop(key)

@@ -9,7 +9,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_dreamer.common.algorithm import WorldModelAlgorithm
-from sb3_dreamer.common.distributions import batch_free_nats_kl
+from sb3_dreamer.common.distributions import batch_free_nats_kl, free_nats_kl
+from sb3_dreamer.common.policies import LATENTS
 from sb3_dreamer.common.presets import with_presets
 from sb3_dreamer.dreamer_v2.policies import DreamerPolicy
 from sb3_dreamer.dreamer_v2.sizes import PRESETS
@@ -50,11 +51,22 @@ class DreamerV2(WorldModelAlgorithm):
     :param kl_scale: beta, the KL loss scale, 0.1 (paper Atari, MinAtar)
     :param kl_balance: alpha of KL balancing, 0.8 (paper, MinAtar)
     :param free_nats: Free nats on the batch-mean KL, 0 (paper Atari, MinAtar)
-    :param discount_scale: eta_gamma, the discount-loss scale, 5.0 (paper Atari, MinAtar)
+    :param discount_scale: eta_gamma, the weight of the continue ("discount") loss, 5.0 (paper Atari, MinAtar)
     :param reward_scale: Reward-loss scale, 1.0 (paper)
+    :param latent: ``"categorical"`` (paper: ``policy_kwargs`` ``stoch_size`` x ``classes``
+        one-hot latents) or ``"gaussian"`` (a diagonal Gaussian of ``stoch_size`` dimensions, the
+        "Gaussian latents" ablation of paper Sec. 4, Figure 5)
+    :param kl_balancing: ``True`` (paper Algorithm 2: ``dyn`` and ``rep`` weighted by ``kl_balance``);
+        ``False`` = the plain ``KL[q || p]`` training prior and posterior alike, weighted by
+        ``kl_scale``, with ``free_nats`` on its batch mean (the "no KL balancing" ablation, Figure 5)
+    :param image_gradients: ``False`` trains the image decoder on ``sg(h_t, z_t)``, so the
+        representation learns from rewards, continues and the KL only ("no image gradients", Figure 5)
+    :param reward_gradients: ``False`` trains the reward head on ``sg(h_t, z_t)`` ("no reward
+        gradients", Figure 5)
     :param entropy_coef: eta, the actor-entropy scale, 1e-3 (paper Atari, MinAtar)
-    :param actor_grad_mix: rho, the REINFORCE share of the actor gradient; ``None`` = 1 for
-        Discrete actions and 0 (dynamics backpropagation) for Box actions (paper)
+    :param actor_grad_mix: rho, the REINFORCE share of the actor gradient (paper Eq. 6): a float
+        in [0, 1], ``"reinforce"`` (1), ``"dynamics"`` (0, backpropagation through the dynamics), or
+        ``None`` = 1 for Discrete actions and 0 for Box actions (paper)
     :param target_update_interval: Gradient steps between updates of the target critic, 100 (paper)
     :param tau: Target update ``target <- tau critic + (1 - tau) target``, 1 = hard copy (paper)
     :param max_grad_norm: Gradient-norm clip of each optimizer, 100 (paper)
@@ -102,7 +114,7 @@ class DreamerV2(WorldModelAlgorithm):
 
     The loss defaults are the paper's Atari ones, tuned for discrete actions. For continuous
     control the paper's DMC configuration differs: ``kl_scale=1.0``, ``free_nats=1.0``,
-    ``entropy_coef=1e-4``, and no discount head (use ``discount_scale=0`` for tasks that never
+    ``entropy_coef=1e-4``, and no continue head (use ``discount_scale=0`` for tasks that never
     terminate).
 
     With ``VecNormalize``, observations and rewards are stored as the policy sees them
@@ -132,8 +144,12 @@ class DreamerV2(WorldModelAlgorithm):
         free_nats: float = 0.0,
         discount_scale: float = 5.0,
         reward_scale: float = 1.0,
+        latent: str = "categorical",
+        kl_balancing: bool = True,
+        image_gradients: bool = True,
+        reward_gradients: bool = True,
         entropy_coef: float = 1e-3,
-        actor_grad_mix: float | None = None,
+        actor_grad_mix: float | str | None = None,
         target_update_interval: int = 100,
         tau: float = 1.0,
         max_grad_norm: float = 100.0,
@@ -156,7 +172,14 @@ class DreamerV2(WorldModelAlgorithm):
         self.free_nats = free_nats
         self.discount_scale = discount_scale
         self.reward_scale = reward_scale
+        if latent not in LATENTS:
+            raise ValueError(f"latent must be one of {LATENTS}, got {latent!r}.")
+        self.kl_balancing, self.image_gradients, self.reward_gradients = kl_balancing, image_gradients, reward_gradients
         policy_kwargs = {"cnn_padding": "valid", **(policy_kwargs or {})}  # the paper's 64x64 CNN
+        if latent != "categorical":
+            if policy_kwargs.get("latent", latent) != latent:
+                raise ValueError(f"latent={latent!r} contradicts policy_kwargs latent={policy_kwargs['latent']!r}.")
+            policy_kwargs["latent"] = latent
         super().__init__(
             env,
             policy,
@@ -194,14 +217,17 @@ class DreamerV2(WorldModelAlgorithm):
     @property
     def loss_scales(self) -> dict[str, float]:
         # Paper Eq. 2: log image, reward and discount losses; beta KL balanced by alpha (Algorithm 2)
-        return {
-            "reconstruction": 1.0,
-            "reward": self.reward_scale,
-            "continue": self.discount_scale,
-            "dyn": self.kl_scale * self.kl_balance,
-            "rep": self.kl_scale * (1.0 - self.kl_balance),
-        }
+        heads = {"reconstruction": 1.0, "reward": self.reward_scale, "continue": self.discount_scale}
+        if not self.kl_balancing:  # the "no KL balancing" ablation: beta KL[q || p]
+            return {**heads, "kl": self.kl_scale}
+        return {**heads, "dyn": self.kl_scale * self.kl_balance, "rep": self.kl_scale * (1.0 - self.kl_balance)}
 
     def _kl_terms(self, post_logits: th.Tensor, prior_logits: th.Tensor) -> tuple[dict[str, th.Tensor], th.Tensor]:
         # KL[sg(q) || p] and KL[q || sg(p)], free nats on each batch mean (paper Algorithm 2)
-        return batch_free_nats_kl(post_logits, prior_logits, self.free_nats, self.policy.world_model.rssm.latent.kl)
+        kl = self.policy.world_model.rssm.latent.kl
+        if not self.kl_balancing:
+            return free_nats_kl(post_logits, prior_logits, self.free_nats, kl)
+        return batch_free_nats_kl(post_logits, prior_logits, self.free_nats, kl)
+
+    def _loss_options(self) -> dict[str, Any]:
+        return {"detach_decoder": not self.image_gradients, "detach_reward": not self.reward_gradients}

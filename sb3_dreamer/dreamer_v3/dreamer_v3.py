@@ -89,7 +89,7 @@ class DreamerV3(WorldModelAlgorithm):
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
     :param precision: ``"fp32"``, or ``"bf16-mixed"``: the training forward passes under bfloat16
         autocast, with float32 weights, gradients, optimizer state and distributions
-        (:meth:`~sb3_dreamer.common.algorithm.Dreamer.autocast`; danijar's DreamerV3 computes in
+        (:meth:`~sb3_dreamer.common.algorithm.WorldModelAlgorithm.autocast`; danijar's DreamerV3 computes in
         bfloat16). Fastest on GPUs and on CPUs with bfloat16 matrix units (AMX); acting stays float32.
         Opt-in: float16 mixed precision broke DreamerV2 on Enduro (danijar/dreamerv2#30)
     :param preset: A named configuration from :data:`sb3_dreamer.dreamer_v3.sizes.PRESETS` that
