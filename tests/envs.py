@@ -135,3 +135,30 @@ class PatternEnv(gym.Env):
         reward = float(int(action) == (self._t * 7 // 3) % 2)
         self._t += 1
         return self._obs(), reward, self._t >= self.length, False, {}
+
+
+class TargetEnv(gym.Env):
+    """Each step shows a target ``x`` in [-1, 1]; the Box action ``a`` earns ``1 - |a - x|``.
+
+    Episodes last ``length`` steps and end by truncation (a continuing task, as DMC's are).
+    A uniformly random policy scores about ``length / 3`` (``E|a - x|`` = 2/3), the optimal one
+    ``length``.
+    """
+
+    def __init__(self, length: int = 10) -> None:
+        self.length = length
+        self.observation_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self._x, self._t = 0.0, 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        self._x = float(self.np_random.uniform(-1.0, 1.0))
+        return np.array([self._x], np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = 1.0 - (float(np.asarray(action).reshape(-1)[0]) - self._x) ** 2
+        self._t += 1
+        self._x = float(self.np_random.uniform(-1.0, 1.0))
+        return np.array([self._x], np.float32), reward, False, self._t >= self.length, {}

@@ -32,7 +32,11 @@ SMALL_BUDGET = 1_000_000
 
 #: The module holding each world-model algorithm's ``CONFIGURATIONS``, ``DEFAULT_CONFIGURATION``
 #: and ``PRESETS`` (one shape for every algorithm: name -> constructor arguments).
-SIZE_MODULES = {"dreamerv2": "sb3_dreamer.dreamer_v2.sizes", "dreamerv3": "sb3_dreamer.dreamer_v3.sizes"}
+SIZE_MODULES = {
+    "dreamerv1": "sb3_dreamer.dreamer_v1.sizes",
+    "dreamerv2": "sb3_dreamer.dreamer_v2.sizes",
+    "dreamerv3": "sb3_dreamer.dreamer_v3.sizes",
+}
 
 
 def _sizes(algo: str) -> Any:
@@ -42,10 +46,12 @@ def _sizes(algo: str) -> Any:
 def default_size(algo: str, steps: int) -> str:
     """The named configuration (size or preset) of ``algo`` that ``compare`` uses when none is given:
     the ``minatar-100k`` preset for budgets up to :data:`SMALL_BUDGET` env steps, else the class
-    defaults (DreamerV2 ``default``, DreamerV3 ``S``)."""
-    if steps <= SMALL_BUDGET:
+    defaults (DreamerV2 ``default``, DreamerV3 ``S``); an algorithm without that preset
+    (DreamerV1) always gets its defaults."""
+    sizes = _sizes(algo)
+    if steps <= SMALL_BUDGET and "minatar-100k" in sizes.CONFIGURATIONS:
         return "minatar-100k"
-    return _sizes(algo).DEFAULT_CONFIGURATION
+    return sizes.DEFAULT_CONFIGURATION
 
 
 def _configured_kwargs(algo: str) -> Callable[[int, dict[str, str | None]], dict[str, Any]]:
@@ -82,6 +88,12 @@ class Algorithm:
     sampled_eval: bool = False
 
 
+def _dreamerv1_class() -> type[BaseAlgorithm]:
+    from sb3_dreamer import DreamerV1
+
+    return DreamerV1
+
+
 def _dreamerv2_class() -> type[BaseAlgorithm]:
     from sb3_dreamer import DreamerV2
 
@@ -108,6 +120,15 @@ def _qrdqn_class() -> type[BaseAlgorithm]:
 
 #: The ``--algo`` choices.
 ALGORITHMS: dict[str, Algorithm] = {
+    "dreamerv1": Algorithm(
+        "DreamerV1",
+        _dreamerv1_class,
+        "MlpPolicy",
+        _configured_kwargs("dreamerv1"),
+        "sb3_dreamer.DreamerV1 at its defaults (set model_size or others as a variant, "
+        "e.g. \"dreamerv1(model_size='small')\"), learning_starts = warmup_steps(steps)",
+        sampled_eval=True,
+    ),
     "dreamerv2": Algorithm(
         "DreamerV2",
         _dreamerv2_class,
