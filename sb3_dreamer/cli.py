@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores / jobs)")
     c.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
     c.add_argument("--save-models", action="store_true", help="keep each run's trained model in OUT/models/")
+    c.add_argument(
+        "--action-repeat",
+        type=int,
+        default=1,
+        help="repeat each action K times (SB3's MaxAndSkipEnv); --steps counts actions",
+    )
     args = parser.parse_args(argv)
     if args.command == "compare":
         from sb3_dreamer.compare import compare
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             threads=args.threads,
             jobs=args.jobs,
             save_models=args.save_models,
+            action_repeat=args.action_repeat,
             command=" ".join(["sb3-dreamer", *(argv if argv is not None else sys.argv[1:])]),
         )
         return

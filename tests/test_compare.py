@@ -277,3 +277,25 @@ def test_every_named_configuration_of_every_world_model_algorithm_is_one_shape()
             assert kwargs == {**arguments, "learning_starts": 5_000}, (algo, name)
             if "policy_kwargs" in arguments:  # a copy: a run cannot change the registry
                 assert kwargs["policy_kwargs"] is not arguments["policy_kwargs"]
+
+
+def test_action_repeat_wraps_training_and_evaluation_and_is_in_the_protocol(tmp_path):
+    env = run_module._make_capped_env("CartPole-v1", action_repeat=3)
+    env.reset(seed=0)
+    total, steps = 0.0, 0
+    done = False
+    while not done:  # CartPole pays 1 per frame: each action earns the 3 frames it was repeated for
+        _, reward, terminated, truncated, _ = env.step(0)
+        done = terminated or truncated
+        total, steps = total + reward, steps + 1
+        assert reward == 3.0 or done
+    assert steps < total  # fewer decisions than frames
+    out = str(tmp_path / "repeat")
+    argv = ["compare", "--env", ENV, "--algo", "dqn-sb3", "--steps", "100", "--seeds", "1", "--eval-freq", "100"]
+    main([*argv, "--eval-episodes", "1", "--threads", "1", "--action-repeat", "2", "--out", out])
+    with open(os.path.join(out, "meta.json")) as file:
+        assert json.load(file)["protocol"]["action_repeat"] == 2
+    with open(os.path.join(out, "summary.md")) as file:
+        assert "Action repeat: 2" in file.read()
+    with pytest.raises(ValueError, match="action_repeat must be positive"):
+        compare([ENV], ["dqn-sb3"], out=str(tmp_path / "bad"), **{**TINY_RUN, "action_repeat": 0})

@@ -53,6 +53,7 @@ def compare(
     command: str | None = None,
     dreamerv3_size: str | None = None,
     save_models: bool = False,
+    action_repeat: int = 1,
 ) -> list[dict[str, Any]]:
     """Run every (env, algorithm, seed) not already finished in ``out``, then write ``summary.md``,
     ``curves.png`` and ``meta.json``; returns the summary records (see :func:`summarize`).
@@ -75,6 +76,10 @@ def compare(
     :param jobs: runs in parallel (separate processes when more than one).
     :param command: the command line to record in ``meta.json`` (default: ``sys.argv``).
     :param save_models: keep each finished run's model as ``out/models/<run>.zip``.
+    :param action_repeat: repeat each action this many times (SB3's ``MaxAndSkipEnv``, the Atari
+        frame skip: rewards summed, the last two frames max-pooled), for every algorithm and in
+        evaluation. ``steps`` and ``eval_freq`` count the agent's steps; the env runs
+        ``action_repeat`` times as many. Recorded in the protocol when above 1.
 
     Every run in progress is checkpointed after each evaluation (``out/checkpoints/``); re-running
     the command continues interrupted runs exactly where their last checkpoint left them.
@@ -84,7 +89,14 @@ def compare(
     envs, algos = list(dict.fromkeys(envs)), list(dict.fromkeys(algos))  # duplicates would collide on files
     seed_list = list(dict.fromkeys(range(seeds) if isinstance(seeds, int) else (int(s) for s in seeds)))
     eval_freq = int(eval_freq) if eval_freq is not None else max(1, steps // 20)
-    for name, value in (("steps", steps), ("eval_freq", eval_freq), ("eval_episodes", eval_episodes)):
+    action_repeat = int(action_repeat)
+    checks = (
+        ("steps", steps),
+        ("eval_freq", eval_freq),
+        ("eval_episodes", eval_episodes),
+        ("action_repeat", action_repeat),
+    )
+    for name, value in checks:
         if value <= 0:
             raise ValueError(f"{name} must be positive, got {value}.")
     if not envs or not algos or not seed_list:
@@ -119,6 +131,7 @@ def compare(
         "dreamer_size": dreamer_size,
         "wrappers": [f"MinAtar: {w}" for w in MINATAR_WRAPPERS],
         "max_episode_steps": MAX_EPISODE_STEPS,
+        **({"action_repeat": action_repeat} if action_repeat > 1 else {}),  # older comparisons have none
     }
     meta_path = os.path.join(out, "meta.json")
     meta: dict[str, Any] = {"protocol": protocol, "commands": [], "algorithms": {}, "runs": {}}
@@ -179,6 +192,7 @@ def compare(
                         device=device,
                         threads=threads,
                         save_model=save_models,
+                        action_repeat=action_repeat,
                     )
                 )
     print(f"{len(pending)} run(s) to do, {jobs} at a time, {threads} torch thread(s) each", flush=True)

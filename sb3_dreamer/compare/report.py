@@ -86,7 +86,7 @@ Produced by `sb3-dreamer compare` (sb3-dreamer {meta["versions"].get("sb3-dreame
 - Train minutes: wall time per run with evaluation time excluded, mean over seeds.
 - Ratio: this row's mean divided by the baseline's greedy mean ({", ".join(BASELINES)}, first present) for the
   same game.
-- Random policy: uniformly random actions, {RANDOM_EPISODES} episodes.
+- Random policy: uniformly random actions, {RANDOM_EPISODES} episodes.{_describe_repeat(protocol)}
 - {_describe_sizes(protocol, meta)}. Hardware: {"; ".join(hardware_lines) or "n/a"}.
 
 Commands:
@@ -159,3 +159,13 @@ def plot_curves(out: str, random: dict[str, list[float]] | None = None, envs: Se
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _describe_repeat(protocol: dict[str, Any]) -> str:
+    repeat = protocol.get("action_repeat", 1)
+    if repeat == 1:
+        return ""
+    return (
+        f"\n- Action repeat: {repeat} (SB3's `MaxAndSkipEnv`) for every algorithm, in training and evaluation; "
+        f"budgets count actions ({repeat} env frames each); the random policy acts at every frame."
+    )

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium.wrappers import TimeLimit
+from stable_baselines3.common.atari_wrappers import MaxAndSkipEnv
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -145,16 +146,21 @@ class EvaluationCallback(BaseCallback):
             )
 
 
-def _make_capped_env(env_id: str) -> gym.Env:
+def _make_capped_env(env_id: str, action_repeat: int = 1) -> gym.Env:
     env = make_env(env_id)
     if env.spec is None or env.spec.max_episode_steps is None:
         # MinAtar registers no time limit, and a greedy policy can live forever (Seaquest: stay at the surface)
         env = TimeLimit(env, MAX_EPISODE_STEPS)
+    if action_repeat > 1:
+        # SB3's frame skip: each action repeated, rewards summed, the last two frames max-pooled
+        # (the Atari convention; DreamerV1/V2 repeat actions 2 or 4 times). Monitor wraps it, so
+        # episode returns are the env's own.
+        env = MaxAndSkipEnv(env, skip=action_repeat)
     return env
 
 
-def _vec_env(env_id: str, n: int) -> DummyVecEnv:
-    return DummyVecEnv([lambda: Monitor(_make_capped_env(env_id)) for _ in range(n)])
+def _vec_env(env_id: str, n: int, action_repeat: int = 1) -> DummyVecEnv:
+    return DummyVecEnv([lambda: Monitor(_make_capped_env(env_id, action_repeat)) for _ in range(n)])
 
 
 def run_one(
@@ -171,6 +177,7 @@ def run_one(
     dreamerv3_size: str | None = None,
     checkpoints: bool = True,
     save_model: bool = False,
+    action_repeat: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate one (env, algorithm, seed) and write ``out/runs/<name>.csv``.
 
@@ -197,7 +204,7 @@ def run_one(
     sizes = {"dreamerv2": dreamer_size, "dreamerv3": dreamerv3_size}
     identity = {
         "sb3-dreamer": versions()["sb3-dreamer"],
-        "run": [env_id, algo, seed, steps, eval_freq, eval_episodes],
+        "run": [env_id, algo, seed, steps, eval_freq, eval_episodes, *([action_repeat] if action_repeat > 1 else [])],
         "kwargs": _jsonable(algorithm_kwargs(algo, steps, sizes)),
     }
     record = run_checkpoint.read_checkpoint(checkpoint_path, identity) if checkpoints else None
@@ -206,8 +213,8 @@ def run_one(
         model, env, eval_env, progress = run_checkpoint.restore(record, algorithm.make_class(), device)
         log(f"resuming from the checkpoint at step {model.num_timesteps}")
     else:
-        env = _vec_env(env_id, 1)
-        eval_env = _vec_env(env_id, min(eval_episodes, 16))
+        env = _vec_env(env_id, 1, action_repeat)
+        eval_env = _vec_env(env_id, min(eval_episodes, 16), action_repeat)
         eval_env.seed(seed + EVAL_SEED_OFFSET)
         model = build_model(algo, env, steps, sizes, seed, device)
 
