@@ -1,4 +1,4 @@
-"""Command line: ``sb3-dreamer demo`` (also ``python -m sb3_dreamer``).
+"""Command line: ``sb3-dreamer demo`` (also ``python -m sb3_dreamer``), ``compare`` and ``dream``.
 
 The demo trains DreamerV2 (a small configuration) on a MinAtar game for a short budget with a
 progress bar, then prints its evaluation score beside a uniformly random policy's.
@@ -42,6 +42,28 @@ def demo(args: argparse.Namespace) -> None:
     print(f"evaluation over {args.eval_episodes} episodes (greedy actions):")
     print(f"  DreamerV2     {mean:7.2f} +- {std:.2f}")
     print(f"  random policy {rand_mean:7.2f} +- {rand_std:.2f}")
+
+
+def dream_command(args: argparse.Namespace) -> None:
+    from sb3_dreamer.dream import dream, save_dream, saved_algorithm
+    from sb3_dreamer.envs import make_env, register_envs
+
+    register_envs()
+    cls = saved_algorithm(args.model)
+    env = make_env(args.env)
+    model = cls.load(args.model, env=env, device="cpu")
+    result = dream(model, env, args.context, args.horizon, args.seed, args.key)
+    save_dream(result, args.out, fps=args.fps)
+    print(
+        f"{cls.__name__} on {args.env}: {result.context} context frames, {len(result.errors) - result.context} dreamed"
+    )
+    print("step  phase    image NLL  reward  predicted reward")
+    for t, (error, reward, predicted) in enumerate(
+        zip(result.errors, result.rewards, result.predicted_rewards, strict=True)
+    ):
+        phase = "context" if t < result.context else "dream"
+        print(f"{t:>4}  {phase:<7}  {error:>9.2f}  {reward:>6.2f}  {predicted:>16.2f}")
+    print(f"wrote {args.out} and {args.out.rsplit('.', 1)[0]}.errors.png")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,7 +119,19 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="repeat each action K times (SB3's MaxAndSkipEnv); --steps counts actions",
     )
+    d = sub.add_parser("dream", help="video of a saved model's world-model predictions beside the real frames")
+    d.add_argument("model", help="a zip saved by an sb3-dreamer algorithm")
+    d.add_argument("--env", required=True, help="the gymnasium id the model was trained on")
+    d.add_argument("--out", default="dream.gif", help="the video: .gif or .mp4 (errors plot beside it)")
+    d.add_argument("--context", type=int, default=5, help="real frames the model sees first")
+    d.add_argument("--horizon", type=int, default=15, help="frames it then imagines open-loop")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--fps", type=int, default=4)
+    d.add_argument("--key", default=None, help="the image entry of a Dict observation (default: the first)")
     args = parser.parse_args(argv)
+    if args.command == "dream":
+        dream_command(args)
+        return
     if args.command == "compare":
         from sb3_dreamer.compare import compare
 
