@@ -1,0 +1,3 @@
+from sb3_dreamer.zoo import main
+
+main()
