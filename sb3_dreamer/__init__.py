@@ -7,6 +7,7 @@ from sb3_dreamer.dreamer_v1 import DreamerV1
 from sb3_dreamer.dreamer_v2 import DreamerV2
 from sb3_dreamer.dreamer_v3 import DreamerV3
 from sb3_dreamer.envs import register_envs
+from sb3_dreamer.planet import PlaNet
 
 register_envs()
 
@@ -17,6 +18,7 @@ __all__ = [
     "DreamerV1",
     "DreamerV2",
     "DreamerV3",
+    "PlaNet",
     "SequenceReplayBuffer",
     "__version__",
     "register_envs",

@@ -36,6 +36,7 @@ SIZE_MODULES = {
     "dreamerv1": "sb3_dreamer.dreamer_v1.sizes",
     "dreamerv2": "sb3_dreamer.dreamer_v2.sizes",
     "dreamerv3": "sb3_dreamer.dreamer_v3.sizes",
+    "planet": "sb3_dreamer.planet.sizes",
 }
 
 
@@ -94,6 +95,12 @@ def _dreamerv1_class() -> type[BaseAlgorithm]:
     return DreamerV1
 
 
+def _planet_class() -> type[BaseAlgorithm]:
+    from sb3_dreamer import PlaNet
+
+    return PlaNet
+
+
 def _dreamerv2_class() -> type[BaseAlgorithm]:
     from sb3_dreamer import DreamerV2
 
@@ -127,6 +134,15 @@ ALGORITHMS: dict[str, Algorithm] = {
         _configured_kwargs("dreamerv1"),
         "sb3_dreamer.DreamerV1 at its defaults (set model_size or others as a variant, "
         "e.g. \"dreamerv1(model_size='small')\"), learning_starts = warmup_steps(steps)",
+        sampled_eval=True,
+    ),
+    "planet": Algorithm(
+        "PlaNet",
+        _planet_class,
+        "MlpPolicy",
+        _configured_kwargs("planet"),
+        "sb3_dreamer.PlaNet at its defaults (CEM planner; set model_size or planner knobs as a variant, "
+        "e.g. \"planet(model_size='small', candidates=300)\"), learning_starts = warmup_steps(steps)",
         sampled_eval=True,
     ),
     "dreamerv2": Algorithm(
