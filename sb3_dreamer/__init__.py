@@ -8,6 +8,7 @@ from sb3_dreamer.dreamer_v2 import DreamerV2
 from sb3_dreamer.dreamer_v3 import DreamerV3
 from sb3_dreamer.envs import register_envs
 from sb3_dreamer.planet import PlaNet
+from sb3_dreamer.world_models import WorldModels
 
 register_envs()
 
@@ -20,6 +21,7 @@ __all__ = [
     "DreamerV3",
     "PlaNet",
     "SequenceReplayBuffer",
+    "WorldModels",
     "__version__",
     "register_envs",
 ]

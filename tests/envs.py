@@ -162,3 +162,30 @@ class TargetEnv(gym.Env):
         self._t += 1
         self._x = float(self.np_random.uniform(-1.0, 1.0))
         return np.array([self._x], np.float32), reward, False, self._t >= self.length, {}
+
+
+class ImageCueEnv(gym.Env):
+    """:class:`CueEnv` seen as a 6x6 binary image of two planes: the plane of the cue is lit.
+    The action equal to the cue earns 1; 10-step episodes end by termination (random 5, optimal 10)."""
+
+    def __init__(self, length: int = 10) -> None:
+        self.length = length
+        self.observation_space = spaces.Box(0, 1, (6, 6, 2), bool)
+        self.action_space = spaces.Discrete(2)
+        self._cue, self._t = 0, 0
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros((6, 6, 2), bool)
+        obs[:, :, self._cue] = True
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t, self._cue = 0, int(self.np_random.integers(2))
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(int(action) == self._cue)
+        self._t += 1
+        self._cue = int(self.np_random.integers(2))
+        return self._obs(), reward, self._t >= self.length, False, {}
