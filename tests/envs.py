@@ -189,3 +189,13 @@ class ImageCueEnv(gym.Env):
         self._t += 1
         self._cue = int(self.np_random.integers(2))
         return self._obs(), reward, self._t >= self.length, False, {}
+
+
+def seeded_monitor(env: gym.Env, seed: int = 123) -> gym.Env:
+    """``env`` in SB3's Monitor with a fixed random stream: ``evaluate_policy`` resets it without a
+    seed, so a learning test's score would otherwise change from run to run."""
+    from stable_baselines3.common.monitor import Monitor
+
+    env = Monitor(env)
+    env.reset(seed=seed)
+    return env

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch as th
 from conftest import TINY
-from envs import CueEnv, TargetEnv
+from envs import CueEnv, TargetEnv, seeded_monitor
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 
 import sb3_dreamer
@@ -152,18 +151,18 @@ def test_discrete_actions_learn_cue_env():
     kw = dict(policy_kwargs=dict(deter_size=32, hidden_size=32, stoch_size=4, mlp_units=32, mlp_layers=1), **LEARN)
     model = DreamerV1(CueEnv(), **kw)
     model.learn(800)
-    mean, _ = evaluate_policy(model, Monitor(CueEnv()), n_eval_episodes=20, deterministic=True)
+    mean, _ = evaluate_policy(model, seeded_monitor(CueEnv()), n_eval_episodes=20, deterministic=True)
     assert mean >= 9.0, mean  # random 5, optimal 10
 
 
 def test_box_actions_learn_target_env_through_value_gradients():
     kw = dict(policy_kwargs=dict(deter_size=32, hidden_size=32, stoch_size=4, mlp_units=64, mlp_layers=2), **LEARN)
     model = DreamerV1(TargetEnv(), **kw)
-    untrained, _ = evaluate_policy(model, Monitor(TargetEnv()), n_eval_episodes=20, deterministic=False)
-    model.learn(1500)
-    mean, _ = evaluate_policy(model, Monitor(TargetEnv()), n_eval_episodes=20, deterministic=True)
+    untrained, _ = evaluate_policy(model, seeded_monitor(TargetEnv()), n_eval_episodes=20, deterministic=False)
+    model.learn(2000)
+    mean, _ = evaluate_policy(model, seeded_monitor(TargetEnv()), n_eval_episodes=20, deterministic=True)
     assert untrained < 4.0  # random 3.3 (the untrained tanh-Gaussian is near +-1: lower)
-    assert mean >= 7.5, mean  # optimal 10
+    assert mean >= 7.0, mean  # optimal 10; seeds 0-2 gave 8.4-9.9 here
 
 
 def test_registry_and_exports():
