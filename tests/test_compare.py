@@ -299,3 +299,14 @@ def test_action_repeat_wraps_training_and_evaluation_and_is_in_the_protocol(tmp_
         assert "Action repeat: 2" in file.read()
     with pytest.raises(ValueError, match="action_repeat must be positive"):
         compare([ENV], ["dqn-sb3"], out=str(tmp_path / "bad"), **{**TINY_RUN, "action_repeat": 0})
+
+
+def test_world_models_in_compare(tmp_path):
+    variant = (
+        "worldmodels(random_steps=200, vae_epochs=1, rnn_epochs=1, population_size=4, rollouts_per_candidate=1, "
+        "max_episode_steps=50, policy_kwargs={'z_size': 4, 'hidden_size': 8, 'mixtures': 2, 'cnn_depth': 4})"
+    )
+    records = compare([ENV], [variant], out=str(tmp_path), **{**TINY_RUN, "seeds": 1, "steps": 400, "eval_freq": 200})
+    rows = read_csv(os.path.join(str(tmp_path), "runs", f"{run_name(ENV, variant, 0)}.csv"))
+    assert [int(r["env_step"]) for r in rows] == [0, 200, 400]  # stops exactly at the budget
+    assert records and math.isnan(float(rows[-1]["eval_sampled_return_mean"]))  # a deterministic controller

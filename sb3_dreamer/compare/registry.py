@@ -101,6 +101,17 @@ def _planet_class() -> type[BaseAlgorithm]:
     return PlaNet
 
 
+def _world_models_class() -> type[BaseAlgorithm]:
+    from sb3_dreamer import WorldModels
+
+    return WorldModels
+
+
+def _world_models_kwargs(steps: int, sizes: dict[str, str | None]) -> dict[str, Any]:
+    """A tenth of the budget (at least 1000 steps) of random play for V and M; CMA-ES spends the rest."""
+    return {"random_steps": max(1000, steps // 10)}
+
+
 def _dreamerv2_class() -> type[BaseAlgorithm]:
     from sb3_dreamer import DreamerV2
 
@@ -162,6 +173,14 @@ ALGORITHMS: dict[str, Algorithm] = {
         "sb3_dreamer.DreamerV3 at the chosen --dreamerv3-size (model_size or preset; default: default_size(...)), "
         "learning_starts = warmup_steps(steps)",
         sampled_eval=True,
+    ),
+    "worldmodels": Algorithm(
+        "World Models",
+        _world_models_class,
+        "CnnPolicy",
+        _world_models_kwargs,
+        "sb3_dreamer.WorldModels at its defaults (controller trained in the real env), random_steps = max(1000, "
+        "steps // 10); set controller_training='dream' and generations as a variant",
     ),
     "dqn": Algorithm(
         "DQN (MinAtar paper)",
