@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq, TrainFrequencyUnit
 from stable_baselines3.common.vec_env import VecEnv
@@ -130,3 +131,13 @@ class RecurrentRollouts(OffPolicyAlgorithm):
             if train_freq.unit == TrainFrequencyUnit.STEP:  # gradient_steps=-1 counts the whole rollout
                 rollout = rollout._replace(episode_timesteps=rollout.episode_timesteps + done * env.num_envs)
         return rollout
+
+
+def gaussian_action_noise(action_space: spaces.Space, std: float) -> NormalActionNoise | None:
+    """SB3's ``NormalActionNoise`` of ``std`` (in the actor's [-1, 1] units) for a Box action space;
+    ``None`` for Discrete actions (they explore by sampling) or ``std`` 0 (DreamerV1 and PlaNet,
+    Appendix A of each: ``std`` 0.3)."""
+    if not isinstance(action_space, spaces.Box) or std <= 0.0:
+        return None
+    dim = int(np.prod(action_space.shape))
+    return NormalActionNoise(np.zeros(dim), np.full(dim, std))

@@ -59,3 +59,16 @@ def with_presets(presets: Mapping[str, Mapping[str, Any]]) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def rssm_size(deter: int, units: int, stoch: int, layers: int, depth: int) -> dict[str, Any]:
+    """``policy_kwargs`` widths of a model size: a ``deter``-unit GRU (and as wide a hidden layer
+    before it), ``stoch`` latent dimensions, ``layers`` x ``units`` MLPs, CNN depth ``depth``."""
+    return {
+        "deter_size": deter,
+        "hidden_size": deter,
+        "stoch_size": stoch,
+        "mlp_units": units,
+        "mlp_layers": layers,
+        "cnn_depth": depth,
+    }

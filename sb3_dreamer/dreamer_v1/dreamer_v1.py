@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
+from sb3_dreamer.common.acting import gaussian_action_noise
 from sb3_dreamer.common.algorithm import WorldModelAlgorithm
 from sb3_dreamer.common.distributions import free_nats_kl
 from sb3_dreamer.common.presets import merge_policy_kwargs, with_presets
@@ -180,9 +178,7 @@ class DreamerV1(WorldModelAlgorithm):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        if isinstance(self.action_space, spaces.Box) and self.exploration_noise > 0.0:
-            dim = int(np.prod(self.action_space.shape))
-            self.action_noise = NormalActionNoise(np.zeros(dim), np.full(dim, self.exploration_noise))
+        self.action_noise = gaussian_action_noise(self.action_space, self.exploration_noise)
 
     @property
     def loss_scales(self) -> dict[str, float]:

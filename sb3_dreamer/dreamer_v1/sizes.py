@@ -10,22 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _size(deter: int, units: int, stoch: int, layers: int, depth: int) -> dict[str, Any]:
-    return {
-        "deter_size": deter,
-        "hidden_size": deter,
-        "stoch_size": stoch,
-        "mlp_units": units,
-        "mlp_layers": layers,
-        "cnn_depth": depth,
-    }
-
+from sb3_dreamer.common.presets import rssm_size
 
 SIZES: dict[str, dict[str, Any]] = {
-    "default": _size(200, 400, 30, 3, 32),
-    "small": _size(128, 128, 16, 2, 16),
-    "tiny": _size(64, 64, 8, 2, 8),
+    "default": rssm_size(200, 400, 30, 3, 32),
+    "small": rssm_size(128, 128, 16, 2, 16),
+    "tiny": rssm_size(64, 64, 8, 2, 8),
 }
 
 #: ``DreamerV1(env, preset=name)``: none yet (no configuration for small budgets has been measured).
